@@ -1,0 +1,158 @@
+"""The HTTP application: ``create_app(settings)``, its lifespan and its routes."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Request,
+    Response,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from app import DISTRIBUTION, model
+from app.config import Settings
+from app.schemas import BatchRequest, BatchResponse, HealthStatus, ModelInfo
+
+router = APIRouter()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the model is loaded once, when it starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.model = model.load(settings.model_path)
+        yield
+        app.state.model = None
+
+    title, description, version = _package_metadata()
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        exception_handlers={RequestValidationError: _validation_error},
+    )
+    app.state.settings = settings
+    app.state.model = None
+    app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` builds the app from the environment on first
+    # access, so importing this module has no side effects.
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _package_metadata() -> tuple[str, str, str]:
+    try:
+        package = metadata.metadata(DISTRIBUTION).json
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return DISTRIBUTION, "", "0.0.0"
+    return (
+        str(package["name"]),
+        str(package.get("summary", "")),
+        str(package["version"]),
+    )
+
+
+async def _validation_error(
+    request: Request, error: RequestValidationError
+) -> JSONResponse:
+    # FastAPI's default handler echoes the input back; a NaN or an overflowing
+    # number cannot be encoded as JSON, which would turn this 422 into a 500.
+    detail = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _loaded_model(request: Request) -> model.Model:
+    loaded: model.Model | None = request.app.state.model
+    if loaded is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
+        )
+    return loaded
+
+
+LoadedModel = Annotated[model.Model, Depends(_loaded_model)]
+
+
+@router.get("/health/live", tags=["health"])
+async def live() -> HealthStatus:
+    """The process is up."""
+    return HealthStatus(status="alive")
+
+
+@router.get(
+    "/health/ready",
+    tags=["health"],
+    responses={503: {"model": HealthStatus, "description": "Model not loaded"}},
+)
+async def ready(request: Request, response: Response) -> HealthStatus:
+    """The model is loaded and predictions can be served."""
+    if request.app.state.model is None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return HealthStatus(status="loading")
+    return HealthStatus(status="ready")
+
+
+@router.get("/model", tags=["model"])
+async def describe_model(loaded: LoadedModel) -> ModelInfo:
+    """Metadata of the model being served."""
+    return ModelInfo(
+        name=loaded.name,
+        version=loaded.version,
+        feature_names=list(loaded.feature_names),
+        classes=list(loaded.classes),
+        training=loaded.training,
+    )
+
+
+@router.post("/predict", tags=["model"])
+async def predict(features: model.Features, loaded: LoadedModel) -> model.Prediction:
+    """Predict the class of one instance."""
+    return loaded.predict(features)
+
+
+@router.post("/predict/batch", tags=["model"])
+async def predict_batch(
+    batch: BatchRequest, loaded: LoadedModel, request: Request
+) -> BatchResponse:
+    """Predict the classes of several instances."""
+    limit = request.app.state.settings.max_batch_size
+    if len(batch.instances) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "instances"),
+                    "msg": f"at most {limit} instances are allowed per batch,"
+                    f" got {len(batch.instances)}",
+                    "type": "too_long",
+                }
+            ]
+        )
+    return BatchResponse(predictions=[loaded.predict(x) for x in batch.instances])

@@ -1,0 +1,34 @@
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.model import DEFAULT_MODEL_PATH
+
+
+def test_settings_defaults() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.workers == 1
+    assert settings.log_level == "info"
+    assert settings.log_json is False
+    assert settings.model_path == DEFAULT_MODEL_PATH
+    assert settings.max_batch_size == 1000
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.cors_origins == ()
+
+
+def test_settings_read_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_PORT", "9000")
+    monkeypatch.setenv("APP_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("APP_CORS_ORIGINS", "https://a.example, https://b.example")
+    settings = Settings(_env_file=None)
+    assert settings.port == 9000
+    assert settings.log_level == "debug"
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_settings_reject_invalid_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_PORT", "70000")
+    with pytest.raises(ValidationError, match="port"):
+        Settings(_env_file=None)

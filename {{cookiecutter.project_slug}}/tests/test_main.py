@@ -1,0 +1,136 @@
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import SETOSA, VIRGINICA
+
+
+def test_live_is_ok(client: TestClient) -> None:
+    response = client.get("/health/live")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "alive"}
+
+
+def test_ready_is_503_before_model_loads(settings: Settings) -> None:
+    client = TestClient(create_app(settings))  # no `with`: lifespan not run
+    response = client.get("/health/ready")
+    assert response.status_code == 503, response.text
+    assert response.json() == {"status": "loading"}
+    assert client.post("/predict", json=SETOSA).status_code == 503
+
+
+def test_ready_is_200_once_model_loaded(client: TestClient) -> None:
+    response = client.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready"}
+
+
+def test_model_describes_what_is_served(client: TestClient) -> None:
+    response = client.get("/model")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["name"] == "iris-logistic-regression"
+    assert body["feature_names"] == list(SETOSA)
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert body["training"]["samples"] == 150
+
+
+def test_predict_setosa(client: TestClient) -> None:
+    response = client.post("/predict", json=SETOSA)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "setosa"
+    assert set(body["probabilities"]) == {"setosa", "versicolor", "virginica"}
+
+
+def test_predict_batch_keeps_order(client: TestClient) -> None:
+    response = client.post("/predict/batch", json={"instances": [SETOSA, VIRGINICA]})
+    assert response.status_code == 200, response.text
+    labels = [p["label"] for p in response.json()["predictions"]]
+    assert labels == ["setosa", "virginica"]
+
+
+def test_predict_batch_over_limit_names_limit() -> None:
+    settings = Settings(_env_file=None, max_batch_size=2)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/predict/batch", json={"instances": [SETOSA] * 3})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["msg"] == (
+        "at most 2 instances are allowed per batch, got 3"
+    )
+
+
+def test_predict_batch_rejects_empty(client: TestClient) -> None:
+    response = client.post("/predict/batch", json={"instances": []})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "instances"]
+
+
+@pytest.mark.parametrize(
+    "raw_value",
+    ["NaN", "Infinity", "-Infinity", "1e999", "0", "-1", "100.5", '"5.1"', "true"],
+)
+def test_predict_rejects_bad_number_naming_field(
+    client: TestClient, raw_value: str
+) -> None:
+    body = json.dumps({**SETOSA, "petal_width": "__value__"})
+    content = body.replace('"__value__"', raw_value)
+    response = client.post(
+        "/predict", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "petal_width"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({k: v for k, v in SETOSA.items() if k != "sepal_width"}, "sepal_width"),
+        ({**SETOSA, "colour": "blue"}, "colour"),
+        ({**SETOSA, "sepal_length": None}, "sepal_length"),
+    ],
+    ids=["missing", "unexpected", "null"],
+)
+def test_predict_rejects_bad_fields_naming_field(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", field]
+
+
+def test_predict_rejects_malformed_json(client: TestClient) -> None:
+    response = client.post(
+        "/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_request_body_over_limit_is_413() -> None:
+    settings = Settings(_env_file=None, max_body_bytes=64)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/predict/batch", json={"instances": [SETOSA] * 2})
+    assert response.status_code == 413, response.text
+
+
+def test_cors_is_off_by_default(client: TestClient) -> None:
+    response = client.get("/health/live", headers={"origin": "https://a.example"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_allows_configured_origin() -> None:
+    settings = Settings(_env_file=None, cors_origins=("https://a.example",))
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/health/live", headers={"origin": "https://a.example"})
+    assert response.headers["access-control-allow-origin"] == "https://a.example"
+
+
+def test_docs_and_openapi_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/model"} <= set(schema["paths"])
