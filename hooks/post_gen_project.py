@@ -8,6 +8,9 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+# The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
+ANSWERS = r"""{{ cookiecutter | tojson }}"""
+
 LICENSES_DIR = Path("_licenses")
 NO_LICENSE = "Proprietary"
 
@@ -39,7 +42,7 @@ def prune(project: Path, paths: Iterable[str]) -> None:
 
 
 def main() -> None:
-    answers = json.loads({{ cookiecutter | tojson | tojson }})
+    answers = json.loads(ANSWERS)
     project = Path.cwd()
     write_license(project, answers["license"])
     prune(project, paths_to_prune(answers))

@@ -10,10 +10,15 @@ import sys
 import unicodedata
 from collections.abc import Mapping
 
+# The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
+ANSWERS = r"""{{ cookiecutter | tojson }}"""
+
 # Lower-case letters, digits and single hyphens, starting with a letter: a valid
 # distribution name (PEP 508) and directory name, identical to its own slug.
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-EMAIL_PATTERN = re.compile(r"[^@\s\"'\\<>(),;:\[\]]+@[^@\s\"'\\<>(),;:\[\]]+\.[A-Za-z]{2,}")
+EMAIL_PATTERN = re.compile(
+    r"[^@\s\"'\\<>(),;:\[\]]+@[^@\s\"'\\<>(),;:\[\]]+\.[A-Za-z]{2,}"
+)
 # The version pattern given in PEP 440, appendix B.
 VERSION_PATTERN = re.compile(
     r"""
@@ -33,7 +38,7 @@ FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
 UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswerError(ValueError):
     """An answer that cannot produce a working project."""
 
     def __init__(self, value: str, field: str, hint: str) -> None:
@@ -42,7 +47,7 @@ class InvalidAnswer(ValueError):
 
 def validate_slug(slug: str) -> None:
     if not SLUG_PATTERN.fullmatch(slug):
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             slug,
             "project_slug",
             "use lower-case letters, digits and single hyphens, starting with a letter"
@@ -52,23 +57,23 @@ def validate_slug(slug: str) -> None:
 
 def validate_email(email: str) -> None:
     if not EMAIL_PATTERN.fullmatch(email):
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             email, "author_email", "use an address of the form 'name@example.com'"
         )
 
 
 def validate_version(version: str) -> None:
     if not VERSION_PATTERN.fullmatch(version):
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             version, "version", "use a PEP 440 version such as '0.1.0' or '1.0.0rc1'"
         )
 
 
 def validate_free_text(field: str, text: str) -> None:
     if not text.strip():
-        raise InvalidAnswer(text, field, "it must not be empty")
+        raise InvalidAnswerError(text, field, "it must not be empty")
     if any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in text):
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             text,
             field,
             "it must be a single line of printable text (no tabs, line breaks"
@@ -79,7 +84,7 @@ def validate_free_text(field: str, text: str) -> None:
 def validate_author_name(name: str) -> None:
     validate_free_text("author_name", name)
     if "," in name:
-        raise InvalidAnswer(
+        raise InvalidAnswerError(
             name,
             "author_name",
             "package metadata cannot hold a comma in an author name"
@@ -97,10 +102,10 @@ def validate_answers(answers: Mapping[str, str]) -> None:
 
 
 def main() -> None:
-    answers = json.loads({{ cookiecutter | tojson | tojson }})
+    answers = json.loads(ANSWERS)
     try:
         validate_answers(answers)
-    except InvalidAnswer as error:
+    except InvalidAnswerError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         sys.exit(1)
 

@@ -1,0 +1,18 @@
+from pathlib import Path
+
+import pytest
+
+from tests.bake import BakedProject, bake
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> BakedProject:
+    """The defaults, rendered once and only read by the tests that share it."""
+    return bake(tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "output"
+    path.mkdir()
+    return path

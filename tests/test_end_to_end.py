@@ -1,0 +1,131 @@
+"""Render, install and run the generated project for real: nothing mocked."""
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.bake import BakedProject, bake, http, poetry_install, serving
+
+pytestmark = pytest.mark.slow
+
+SETOSA = {
+    "sepal_length": 5.1,
+    "sepal_width": 3.5,
+    "petal_length": 1.4,
+    "petal_width": 0.2,
+}
+VIRGINICA = {
+    "sepal_length": 6.7,
+    "sepal_width": 3.0,
+    "petal_length": 5.2,
+    "petal_width": 2.3,
+}
+
+
+@pytest.fixture(scope="module")
+def dev_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[BakedProject, Path]:
+    """The defaults, installed the way a developer would, training group included."""
+    project = bake(tmp_path_factory.mktemp("dev"))
+    return project, poetry_install(project, "--with", "train")
+
+
+def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
+    with serving(python, cwd, log) as url:
+        assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
+        status, body = http("POST", f"{url}/predict", SETOSA)
+        assert (status, body["label"]) == (200, "setosa"), body
+        status, body = http("POST", f"{url}/predict", VIRGINICA)
+        assert (status, body["label"]) == (200, "virginica"), body
+        status, body = http("POST", f"{url}/predict", {**SETOSA, "sepal_length": "x"})
+        assert status == 422, body
+
+
+def test_generated_tests_all_pass_under_poetry(
+    dev_install: tuple[BakedProject, Path],
+) -> None:
+    project, bin_dir = dev_install
+    result = project.run(bin_dir / "python", "-m", "pytest", "-p", "no:cacheprovider")
+    summary = result.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed, summary
+    assert int(passed.group(1)) >= 15, summary
+    assert "skipped" not in summary, summary  # the training test ran too
+    assert "warning" not in summary, result.stdout
+
+
+def test_generated_project_is_lint_and_type_clean(
+    dev_install: tuple[BakedProject, Path],
+) -> None:
+    project, bin_dir = dev_install
+    project.run(bin_dir / "ruff", "check", "--no-cache", ".")
+    project.run(bin_dir / "ruff", "format", "--no-cache", "--check", ".")
+    project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
+
+
+def test_generated_project_passes_poetry_check(
+    dev_install: tuple[BakedProject, Path],
+) -> None:
+    project, _ = dev_install
+    project.run(sys.executable, "-m", "poetry", "check", "--strict")
+
+
+def test_retraining_writes_a_loadable_artifact(
+    dev_install: tuple[BakedProject, Path], tmp_path: Path
+) -> None:
+    project, bin_dir = dev_install
+    output = tmp_path / "retrained.json"
+    project.run(bin_dir / "python", "-m", "app.train", "--output", output)
+    with serving(
+        bin_dir / "python",
+        project.path,
+        tmp_path / "server.log",
+        env={"APP_MODEL_PATH": str(output)},
+    ) as url:
+        assert http("POST", f"{url}/predict", SETOSA)[1]["label"] == "setosa"
+
+
+def test_service_answers_over_http(
+    dev_install: tuple[BakedProject, Path], tmp_path: Path
+) -> None:
+    project, bin_dir = dev_install
+    assert_serves_predictions(bin_dir / "python", project.path, tmp_path / "server.log")
+
+
+def test_production_install_serves_without_dev_tools(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    project = bake(tmp_path_factory.mktemp("prod"))
+    bin_dir = poetry_install(project, "--only", "main")
+    for tool in ("pytest", "ruff", "mypy", "pre-commit"):
+        assert not (bin_dir / tool).exists(), f"{tool} installed in production"
+    for module in ("pytest", "sklearn", "httpx2"):
+        missing = subprocess.run(
+            [bin_dir / "python", "-c", f"import {module}"],
+            capture_output=True,
+            check=False,
+        )
+        assert missing.returncode != 0, f"{module} importable in production"
+    log = tmp_path_factory.mktemp("prod-log") / "server.log"
+    assert_serves_predictions(bin_dir / "python", project.path, log)
+
+
+def test_pip_installed_wheel_packages_the_model(tmp_path: Path) -> None:
+    project = bake(tmp_path / "render")
+    dist = tmp_path / "dist"
+    project.run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", dist, ".")
+    (wheel,) = dist.glob("*.whl")
+    assert "app/model.json" in zipfile.ZipFile(wheel).namelist()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    project.run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
+    elsewhere = (
+        tmp_path / "elsewhere"
+    )  # no app/ here: the artifact must come from the wheel
+    elsewhere.mkdir()
+    assert_serves_predictions(
+        venv / "bin" / "python", elsewhere, tmp_path / "server.log"
+    )
