@@ -1,5 +1,6 @@
 """Render, install and run the generated project for real: nothing mocked."""
 
+import os
 import re
 import subprocess
 import sys
@@ -71,6 +72,25 @@ def test_generated_project_passes_poetry_check(
 ) -> None:
     project, _ = dev_install
     project.run(sys.executable, "-m", "poetry", "check", "--strict")
+
+
+def test_pre_commit_hooks_pass_on_a_fresh_repository(
+    dev_install: tuple[BakedProject, Path],
+) -> None:
+    project, bin_dir = dev_install
+    project.run("git", "init", "-q")
+    project.run("git", "add", "--all")
+    # The hooks call `poetry run`; make the Poetry running these tests findable.
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    result = project.run(
+        bin_dir / "pre-commit",
+        "run",
+        "--all-files",
+        "--color=never",
+        env={"PATH": path},
+    )
+    assert "Passed" in result.stdout
+    assert "Failed" not in result.stdout
 
 
 def test_retraining_writes_a_loadable_artifact(
