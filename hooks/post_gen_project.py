@@ -15,7 +15,11 @@ LICENSES_DIR = Path("_licenses")
 NO_LICENSE = "Proprietary"
 
 # Option name -> files and directories that exist only when the option is on.
-OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {}
+OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
+    "include_docker": ("Dockerfile", ".dockerignore"),
+    "include_github_actions": (".github",),
+    "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
+}
 
 
 def write_license(project: Path, license_name: str) -> None:

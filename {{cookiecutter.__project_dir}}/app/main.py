@@ -17,6 +17,7 @@ from fastapi import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from app import DISTRIBUTION, model
 from app.config import Settings
@@ -36,7 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model = None
 
     title, description, version = _package_metadata()
-    app = FastAPI(
+    # Swagger UI and ReDoc are served from the package, not a CDN, so the docs
+    # work on networks without internet access.
+    app = FastAPIOffline(
         title=title,
         description=description,
         version=version,

@@ -1,4 +1,5 @@
 import json
+import re
 from typing import Any
 
 import pytest
@@ -130,7 +131,19 @@ def test_cors_allows_configured_origin() -> None:
     assert response.headers["access-control-allow-origin"] == "https://a.example"
 
 
-def test_docs_and_openapi_are_served(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
+def test_openapi_describes_the_api(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/model"} <= set(schema["paths"])
+    assert schema["components"]["schemas"]["Features"]["examples"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_load_no_asset_from_another_host(client: TestClient, page: str) -> None:
+    response = client.get(page)
+    assert response.status_code == 200, response.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert assets, response.text
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset}"
+        assert client.get(asset).status_code == 200, asset
+    assert "://" not in response.text.replace("http://testserver", "")
