@@ -6,6 +6,11 @@ import uvicorn
 
 from app import model
 from app.config import Settings
+from app.logs import logging_config
+
+# In-flight requests get this long to finish after SIGTERM; keep it below the
+# grace period of whatever stops the process (Kubernetes waits 30 s).
+GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
 def main() -> None:
@@ -22,6 +27,9 @@ def main() -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=logging_config(settings),
+        access_log=False,  # app.middleware logs each request, with its id
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

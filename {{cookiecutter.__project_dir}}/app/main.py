@@ -1,5 +1,6 @@
 """The HTTP application: ``create_app(settings)``, its lifespan and its routes."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -21,8 +22,13 @@ from fastapi_offline import FastAPIOffline
 
 from app import DISTRIBUTION, model
 from app.config import Settings
+{%- if cookiecutter.include_metrics %}
+from app.metrics import instrument
+{%- endif %}
+from app.middleware import RequestContextMiddleware
 from app.schemas import BatchRequest, BatchResponse, HealthStatus, ModelInfo
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -32,7 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = model.load(settings.model_path)
+        app.state.model = loaded = model.load(settings.model_path)
+        logger.info(
+            "loaded model %s %s from %s",
+            loaded.name,
+            loaded.version,
+            settings.model_path,
+        )
         yield
         app.state.model = None
 
@@ -57,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+{%- if cookiecutter.include_metrics %}
+    instrument(app)
+{%- endif %}
+    app.add_middleware(RequestContextMiddleware)  # outermost: sees every request
     return app
 
 
@@ -136,9 +152,13 @@ async def describe_model(loaded: LoadedModel) -> ModelInfo:
 
 
 @router.post("/predict", tags=["model"])
-async def predict(features: model.Features, loaded: LoadedModel) -> model.Prediction:
+async def predict(
+    features: model.Features, loaded: LoadedModel, request: Request
+) -> model.Prediction:
     """Predict the class of one instance."""
-    return loaded.predict(features)
+    prediction = loaded.predict(features)
+    request.state.predicted_labels = (prediction.label,)
+    return prediction
 
 
 @router.post("/predict/batch", tags=["model"])
@@ -158,4 +178,6 @@ async def predict_batch(
                 }
             ]
         )
-    return BatchResponse(predictions=[loaded.predict(x) for x in batch.instances])
+    predictions = [loaded.predict(x) for x in batch.instances]
+    request.state.predicted_labels = [p.label for p in predictions]
+    return BatchResponse(predictions=predictions)

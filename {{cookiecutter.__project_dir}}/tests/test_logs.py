@@ -1,0 +1,60 @@
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+
+import pytest
+
+from app.config import Settings
+from app.logs import logging_config, request_id
+
+
+@pytest.fixture
+def configure(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Let a test apply a logging config, then put the loggers back."""
+    loggers = [logging.getLogger(name) for name in ("app", "uvicorn")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
+
+
+def log_one_line(settings: Settings, capsys: pytest.CaptureFixture[str]) -> str:
+    logging.config.dictConfig(logging_config(settings))
+    token = request_id.set("req-1")
+    try:
+        logging.getLogger("app.test").info("hello %s", "there", extra={"status": 200})
+    finally:
+        request_id.reset(token)
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.usefixtures("configure")
+def test_text_logs_carry_level_logger_and_request_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = log_one_line(Settings(_env_file=None), capsys)
+    assert line.endswith(" INFO    app.test [req-1] hello there")
+
+
+@pytest.mark.usefixtures("configure")
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    line = log_one_line(Settings(_env_file=None, log_json=True), capsys)
+    record = json.loads(line)
+    assert record["level"] == "INFO"
+    assert record["logger"] == "app.test"
+    assert record["request_id"] == "req-1"
+    assert record["message"] == "hello there"
+    assert record["status"] == 200
+    assert "time" in record
+
+
+@pytest.mark.usefixtures("configure")
+def test_log_level_setting_filters_records(capsys: pytest.CaptureFixture[str]) -> None:
+    logging.config.dictConfig(
+        logging_config(Settings(_env_file=None, log_level="warning"))
+    )
+    logging.getLogger("app.test").info("hidden")
+    logging.getLogger("app.test").warning("shown")
+    assert "hidden" not in capsys.readouterr().err
