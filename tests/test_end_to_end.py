@@ -1,9 +1,11 @@
 """Render, install and run the generated project for real: nothing mocked."""
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -113,6 +115,27 @@ def test_service_answers_over_http(
 ) -> None:
     project, bin_dir = dev_install
     assert_serves_predictions(bin_dir / "python", project.path, tmp_path / "server.log")
+
+
+def test_workers_each_load_the_model_and_log_json(
+    dev_install: tuple[BakedProject, Path], tmp_path: Path
+) -> None:
+    project, bin_dir = dev_install
+    log = tmp_path / "server.log"
+    env = {"APP_WORKERS": "2", "APP_LOG_JSON": "true"}
+    with serving(bin_dir / "python", project.path, log, env=env) as url:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("loaded model") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        status, _ = http("POST", f"{url}/predict", SETOSA)
+        assert status == 200
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    loads = [r for r in records if r["message"].startswith("loaded model")]
+    assert len({r["process"] for r in loads}) == 2, loads
+    (request,) = [r for r in records if r.get("path") == "/predict"]
+    assert (request["method"], request["status"]) == ("POST", 200)
+    assert request["request_id"] != "-"
 
 
 def test_production_install_serves_without_dev_tools(

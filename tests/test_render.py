@@ -10,15 +10,21 @@ from cookiecutter.exceptions import FailedHookException
 from tests.bake import DEFAULTS, RESIDUE, BakedProject, bake, run_cli
 
 DEFAULT_FILES = [
+    ".dockerignore",
     ".env.example",
+    ".github/workflows/ci.yml",
     ".gitignore",
     ".pre-commit-config.yaml",
+    "Dockerfile",
     "LICENSE",
     "README.md",
     "app/__init__.py",
     "app/__main__.py",
     "app/config.py",
+    "app/logs.py",
     "app/main.py",
+    "app/metrics.py",
+    "app/middleware.py",
     "app/model.json",
     "app/model.py",
     "app/schemas.py",
@@ -27,8 +33,11 @@ DEFAULT_FILES = [
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_config.py",
+    "tests/test_logs.py",
     "tests/test_main.py",
     "tests/test_main_module.py",
+    "tests/test_metrics.py",
+    "tests/test_middleware.py",
     "tests/test_model.py",
     "tests/test_train.py",
 ]
@@ -159,16 +168,9 @@ def test_hostile_typed_answers_round_trip_with_jinja_delimiters(
         "description": "{# not a comment #} and {{ not.a.variable }}",
         "author_name": "Ana {{ x }} 'A' Ñ",
     }
-    typed = [
-        answers["project_name"],
-        "lab-model",
-        answers["description"],
-        answers["author_name"],
-        "",
-        "",
-        "",
-        "",
-    ]
+    prompts = [key for key in DEFAULTS if not key.startswith("_")]
+    typed = [answers["project_name"], "lab-model", answers["description"]]
+    typed += [answers["author_name"]] + [""] * (len(prompts) - len(typed) - 1)
     result = run_cli(output_dir, input_text="\n".join(typed) + "\n")
     assert result.returncode == 0, result.stderr
     assert_round_trip(BakedProject(output_dir / "lab-model"), answers)

@@ -13,7 +13,9 @@ from app.config import Settings
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
-JSON_FORMAT = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s"
+JSON_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s"
+)
 
 
 class RequestIdFilter(logging.Filter):

@@ -1,0 +1,58 @@
+"""Each optional feature: its files when on, and no trace of it when off."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bake import DEFAULTS, BakedProject, bake
+from tests.test_hooks import post_gen
+
+OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
+# Words that mention an option; none may be left in a render with it off.
+MENTIONS = {
+    "include_docker": r"docker",
+    "include_github_actions": r"\.github|github actions|workflow",
+    "include_metrics": r"metrics|prometheus",
+}
+
+
+def mentions(project: BakedProject, pattern: str) -> list[str]:
+    found = []
+    for relative in project.files():
+        for number, line in enumerate(project.read(relative).splitlines(), 1):
+            if re.search(pattern, line, re.IGNORECASE):
+                found.append(f"{relative}:{number}: {line.strip()}")
+    return found
+
+
+def test_every_option_is_covered_by_this_module() -> None:
+    assert set(OPTIONS) == set(MENTIONS) == set(post_gen.OPTIONAL_PATHS)
+    assert all(DEFAULTS[option] is True for option in OPTIONS)
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_option_on_renders_its_files(
+    default_project: BakedProject, option: str
+) -> None:
+    for path in post_gen.OPTIONAL_PATHS[option]:
+        assert (default_project.path / path).exists(), path
+    assert mentions(default_project, MENTIONS[option])
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_option_off_leaves_no_file_or_mention(output_dir: Path, option: str) -> None:
+    project = bake(output_dir, **{option: False})
+    for path in post_gen.OPTIONAL_PATHS[option]:
+        assert not (project.path / path).exists(), path
+    assert mentions(project, MENTIONS[option]) == []
+    project.run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
+    project.run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
+
+
+def test_all_options_off_renders_the_bare_service(output_dir: Path) -> None:
+    project = bake(output_dir, **dict.fromkeys(OPTIONS, False))
+    for pattern in MENTIONS.values():
+        assert mentions(project, pattern) == []
+    assert "prometheus" not in " ".join(project.pyproject()["project"]["dependencies"])
