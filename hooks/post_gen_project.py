@@ -19,6 +19,7 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
     "include_docker": ("Dockerfile", ".dockerignore"),
     "include_github_actions": (".github",),
     "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
+    "include_kubernetes": ("deploy",),
 }
 
 

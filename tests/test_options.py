@@ -15,7 +15,9 @@ MENTIONS = {
     "include_docker": r"docker",
     "include_github_actions": r"\.github|github actions|workflow",
     "include_metrics": r"metrics|prometheus",
+    "include_kubernetes": r"kubernetes|kubectl|kustomiz",
 }
+DEFAULT_OFF = {"include_kubernetes"}
 
 
 def mentions(project: BakedProject, pattern: str) -> list[str]:
