@@ -9,6 +9,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Mapping
+from typing import Any
 
 # The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
 ANSWERS = r"""{{ cookiecutter | tojson }}"""
@@ -92,13 +93,24 @@ def validate_author_name(name: str) -> None:
         )
 
 
-def validate_answers(answers: Mapping[str, str]) -> None:
+def validate_options(answers: Mapping[str, object]) -> None:
+    if answers["include_kubernetes"] and not answers["include_docker"]:
+        raise InvalidAnswerError(
+            "include_kubernetes=yes with include_docker=no",
+            "combination of options",
+            "the Kubernetes manifests deploy the container image, so answer yes"
+            " to include_docker too (or no to include_kubernetes)",
+        )
+
+
+def validate_answers(answers: Mapping[str, Any]) -> None:
     for field in FREE_TEXT_FIELDS:
         validate_free_text(field, answers[field])
     validate_author_name(answers["author_name"])
     validate_slug(answers["project_slug"])
     validate_email(answers["author_email"])
     validate_version(answers["version"])
+    validate_options(answers)
 
 
 def main() -> None:

@@ -15,10 +15,12 @@ from fastapi import (
     Response,
     status,
 )
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import DISTRIBUTION, model
 from app.config import Settings
@@ -26,10 +28,24 @@ from app.config import Settings
 from app.metrics import instrument
 {%- endif %}
 from app.middleware import RequestContextMiddleware
-from app.schemas import BatchRequest, BatchResponse, HealthStatus, ModelInfo
+from app.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorMessage,
+    HealthStatus,
+    ModelInfo,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+
+NOT_READY: dict[int | str, dict[str, object]] = {
+    503: {"model": ErrorMessage, "description": "The model is not loaded yet"}
+}
+REQUEST_LIMITS: dict[int | str, dict[str, object]] = {
+    413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
+    **NOT_READY,
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version,
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
-        exception_handlers={RequestValidationError: _validation_error},
+        exception_handlers={
+            RequestValidationError: _validation_error,
+            StarletteHTTPException: _http_error,
+        },
     )
     app.state.settings = settings
     app.state.model = None
@@ -108,6 +127,19 @@ async def _validation_error(
     return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    # A body that is not even text (invalid UTF-8, an integer too long to
+    # parse) is malformed JSON too: answer 422 like any other, not 400.
+    if error.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
+        error.__cause__, ValueError
+    ):
+        detail = [
+            {"loc": ["body"], "msg": str(error.__cause__), "type": "json_invalid"}
+        ]
+        return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return await http_exception_handler(request, error)
+
+
 def _loaded_model(request: Request) -> model.Model:
     loaded: model.Model | None = request.app.state.model
     if loaded is None:
@@ -139,7 +171,7 @@ async def ready(request: Request, response: Response) -> HealthStatus:
     return HealthStatus(status="ready")
 
 
-@router.get("/model", tags=["model"])
+@router.get("/model", tags=["model"], responses=NOT_READY)
 async def describe_model(loaded: LoadedModel) -> ModelInfo:
     """Metadata of the model being served."""
     return ModelInfo(
@@ -151,7 +183,7 @@ async def describe_model(loaded: LoadedModel) -> ModelInfo:
     )
 
 
-@router.post("/predict", tags=["model"])
+@router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
 async def predict(
     features: model.Features, loaded: LoadedModel, request: Request
 ) -> model.Prediction:
@@ -161,7 +193,7 @@ async def predict(
     return prediction
 
 
-@router.post("/predict/batch", tags=["model"])
+@router.post("/predict/batch", tags=["model"], responses=REQUEST_LIMITS)
 async def predict_batch(
     batch: BatchRequest, loaded: LoadedModel, request: Request
 ) -> BatchResponse:

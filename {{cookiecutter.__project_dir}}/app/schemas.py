@@ -35,3 +35,9 @@ class HealthStatus(BaseModel):
     """The answer of the health probes."""
 
     status: str
+
+
+class ErrorMessage(BaseModel):
+    """Why a request could not be answered."""
+
+    detail: str

@@ -112,6 +112,19 @@ def test_predict_rejects_malformed_json(client: TestClient) -> None:
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe not utf-8", b'{"sepal_length": 1' + b"0" * 5000 + b"}"],
+    ids=["invalid-utf8", "integer-too-long"],
+)
+def test_predict_rejects_unparseable_body(client: TestClient, content: bytes) -> None:
+    response = client.post(
+        "/predict", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
 def test_request_body_over_limit_is_413() -> None:
     settings = Settings(_env_file=None, max_body_bytes=64)
     with TestClient(create_app(settings)) as client:
