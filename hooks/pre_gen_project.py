@@ -17,6 +17,8 @@ ANSWERS = r"""{{ cookiecutter | tojson }}"""
 # Lower-case letters, digits and single hyphens, starting with a letter: a valid
 # distribution name (PEP 508) and directory name, identical to its own slug.
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# Kubernetes object names and label values, and DNS labels, stop at 63.
+MAX_SLUG_LENGTH = 63
 EMAIL_PATTERN = re.compile(
     r"[^@\s\"'\\<>(),;:\[\]]+@[^@\s\"'\\<>(),;:\[\]]+\.[A-Za-z]{2,}"
 )
@@ -47,12 +49,12 @@ class InvalidAnswerError(ValueError):
 
 
 def validate_slug(slug: str) -> None:
-    if not SLUG_PATTERN.fullmatch(slug):
+    if not SLUG_PATTERN.fullmatch(slug) or len(slug) > MAX_SLUG_LENGTH:
         raise InvalidAnswerError(
             slug,
             "project_slug",
-            "use lower-case letters, digits and single hyphens, starting with a letter"
-            " (e.g. 'iris-classifier')",
+            "use lower-case letters, digits and single hyphens, starting with a letter,"
+            f" at most {MAX_SLUG_LENGTH} characters (e.g. 'iris-classifier')",
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from cookiecutter.main import cookiecutter
 TEMPLATE = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
+# GitHub Actions expressions look like Jinja but belong in a rendered workflow.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ class BakedProject:
             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
         return result
+
+
+def template_residue(text: str) -> list[str]:
+    """The template markers left in a rendered file's text."""
+    text = GITHUB_EXPRESSION.sub("", text)
+    return [marker for marker in RESIDUE if marker in text]
 
 
 def bake(output_dir: Path, **answers: Any) -> BakedProject:

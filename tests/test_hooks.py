@@ -48,6 +48,7 @@ def test_validate_slug_accepts(slug: str) -> None:
         "mo_del",
         "modèle",
         ".model",
+        "a" * 64,
     ],
 )
 def test_validate_slug_refuses(slug: str) -> None:

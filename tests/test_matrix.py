@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.bake import DEFAULTS, RESIDUE, BakedProject, bake
+from tests.bake import DEFAULTS, BakedProject, bake, template_residue
 from tests.test_hooks import post_gen, pre_gen
 
 pytestmark = pytest.mark.slow
@@ -143,7 +143,7 @@ def test_combination_renders_exactly_its_files_clean(
     assert project.files() == expected_files(all_on, answers)
     for relative in project.files():
         text = project.read(relative)
-        assert not [m for m in RESIDUE if m in text], relative
+        assert not template_residue(text), relative
         if relative.endswith(".py"):
             compile(text, relative, "exec")
     problems = {

@@ -31,16 +31,15 @@ def mentions(project: BakedProject, pattern: str) -> list[str]:
 
 def test_every_option_is_covered_by_this_module() -> None:
     assert set(OPTIONS) == set(MENTIONS) == set(post_gen.OPTIONAL_PATHS)
-    assert all(DEFAULTS[option] is True for option in OPTIONS)
+    assert {option for option in OPTIONS if not DEFAULTS[option]} == DEFAULT_OFF
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_option_on_renders_its_files(
-    default_project: BakedProject, option: str
-) -> None:
+def test_option_on_renders_its_files(output_dir: Path, option: str) -> None:
+    project = bake(output_dir, **{option: True})
     for path in post_gen.OPTIONAL_PATHS[option]:
-        assert (default_project.path / path).exists(), path
-    assert mentions(default_project, MENTIONS[option])
+        assert (project.path / path).exists(), path
+    assert mentions(project, MENTIONS[option])
 
 
 @pytest.mark.parametrize("option", OPTIONS)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.bake import DEFAULTS, RESIDUE, BakedProject, bake, run_cli
+from tests.bake import DEFAULTS, BakedProject, bake, run_cli, template_residue
 
 DEFAULT_FILES = [
     ".dockerignore",
@@ -65,7 +65,7 @@ def test_default_render_leaves_no_template_residue(
 ) -> None:
     for relative in default_project.files():
         text = default_project.read(relative)
-        found = [marker for marker in RESIDUE if marker in text]
+        found = template_residue(text)
         assert not found, f"{relative} still contains {found}"
 
 

@@ -9,7 +9,7 @@ from app.config import Settings
 from app.logs import logging_config
 
 # In-flight requests get this long to finish after SIGTERM; keep it below the
-# grace period of whatever stops the process (Kubernetes waits 30 s).
+# stop timeout of whatever runs the process.
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
