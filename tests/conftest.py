@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import BakedProject, bake
+from tests.bake import BakedProject, bake, poetry_install
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +16,10 @@ def output_dir(tmp_path: Path) -> Path:
     path = tmp_path / "output"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def dev_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[BakedProject, Path]:
+    """The defaults, installed as a developer would, training group included."""
+    project = bake(tmp_path_factory.mktemp("dev"))
+    return project, poetry_install(project, "--with", "train")

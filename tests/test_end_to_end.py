@@ -29,13 +29,6 @@ VIRGINICA = {
 }
 
 
-@pytest.fixture(scope="module")
-def dev_install(tmp_path_factory: pytest.TempPathFactory) -> tuple[BakedProject, Path]:
-    """The defaults, installed the way a developer would, training group included."""
-    project = bake(tmp_path_factory.mktemp("dev"))
-    return project, poetry_install(project, "--with", "train")
-
-
 def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
     with serving(python, cwd, log) as url:
         assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})

@@ -78,7 +78,8 @@ def test_sigterm_lets_in_flight_request_finish(
         time.sleep(0.3)
         assert process.poll() is None, "exited with a request in flight"
         sock.sendall(body[10:])
-        response = sock.recv(65536).decode()
+        # The server closes the connection once the response is out: read to EOF.
+        response = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
     assert response.startswith("HTTP/1.1 200 OK"), response
     assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == "setosa"
     # uvicorn re-raises SIGTERM once shutdown is complete, so a supervisor sees

@@ -1,0 +1,37 @@
+"""Schemathesis against a running generated service: no 5xx, answers as documented."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bake import BakedProject, serving
+
+pytestmark = pytest.mark.slow
+
+
+def test_api_survives_schema_driven_fuzzing(
+    dev_install: tuple[BakedProject, Path], tmp_path: Path
+) -> None:
+    project, bin_dir = dev_install
+    with serving(bin_dir / "python", project.path, tmp_path / "server.log") as url:
+        result = subprocess.run(
+            [
+                Path(sys.executable).parent / "schemathesis",  # it has no __main__
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",  # not_a_server_error, response_schema_conformance, ...
+                "--seed",
+                "1",
+                "--max-examples",
+                "100",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "No issues found" in result.stdout, result.stdout[-6000:]
