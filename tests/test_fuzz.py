@@ -28,6 +28,7 @@ def test_api_survives_schema_driven_fuzzing(
                 "--max-examples",
                 "100",
             ],
+            cwd=tmp_path,  # its cache and reports stay out of the repository
             capture_output=True,
             text=True,
             timeout=600,
