@@ -217,3 +217,21 @@ def run_cli(
         timeout=120,
         check=False,
     )
+
+
+def assert_valid_workflow(path: Path) -> None:
+    """A GitHub Actions workflow passes the schema GitHub's own tools use."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bake import DEFAULTS, BakedProject, bake, clean_env
+from tests.bake import DEFAULTS, BakedProject, assert_valid_workflow, bake, clean_env
 
 WORKFLOW = ".github/workflows/ci.yml"
 NEWEST_PYTHON = max(
@@ -28,9 +28,7 @@ NEWEST_PYTHON = max(
 PYTHON_VERSIONS = [pytest.param(v, id=f"py{v}") for v in DEFAULTS["python_version"]]
 WORKFLOW_VARIANTS = [
     pytest.param(
-        docker,
-        metrics,
-        version,
+        (docker, metrics, version),
         id=f"py{version}-docker-{'on' if docker else 'off'}"
         f"-metrics-{'on' if metrics else 'off'}",
     )
@@ -316,46 +314,31 @@ def run_steps(job: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
-@pytest.mark.parametrize(
-    ("include_docker", "include_metrics", "python_version"), WORKFLOW_VARIANTS
-)
+@pytest.fixture(params=WORKFLOW_VARIANTS)
+def workflow_variant(
+    request: pytest.FixtureRequest, output_dir: Path
+) -> tuple[BakedProject, bool, bool, str]:
+    include_docker, include_metrics, python_version = request.param
+    project = bake(
+        output_dir,
+        include_docker=include_docker,
+        include_metrics=include_metrics,
+        python_version=python_version,
+    )
+    return project, include_docker, include_metrics, python_version
+
+
 def test_workflow_passes_the_github_workflow_schema(
-    output_dir: Path, include_docker: bool, include_metrics: bool, python_version: str
+    workflow_variant: tuple[BakedProject, bool, bool, str],
 ) -> None:
-    project = bake(
-        output_dir,
-        include_docker=include_docker,
-        include_metrics=include_metrics,
-        python_version=python_version,
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.github-workflows",
-            str(project.path / WORKFLOW),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    project = workflow_variant[0]
+    assert_valid_workflow(project.path / WORKFLOW)
 
 
-@pytest.mark.parametrize(
-    ("include_docker", "include_metrics", "python_version"), WORKFLOW_VARIANTS
-)
 def test_workflow_jobs_follow_the_answers(
-    output_dir: Path, include_docker: bool, include_metrics: bool, python_version: str
+    workflow_variant: tuple[BakedProject, bool, bool, str],
 ) -> None:
-    project = bake(
-        output_dir,
-        include_docker=include_docker,
-        include_metrics=include_metrics,
-        python_version=python_version,
-    )
+    project, include_docker, include_metrics, python_version = workflow_variant
     jobs = workflow_jobs(project)
     assert set(jobs) == {"lint", "test"} | ({"docker"} if include_docker else set())
     matrix = jobs["test"]["strategy"]["matrix"]["python-version"]
