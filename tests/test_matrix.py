@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,18 +168,26 @@ def code_identity(project: BakedProject) -> str:
 
 
 def interpreter(version: str) -> str:
-    """The pyenv interpreter of this version; the suite needs all of them."""
-    result = subprocess.run(
-        ["pyenv", "prefix", version], capture_output=True, text=True, check=False
-    )
-    candidates = [
-        Path(p) / "bin" / "python" for p in result.stdout.split(":") if p.strip()
-    ]
+    """This version's interpreter, from pyenv or the PATH; the suite needs them all."""
+    candidates: list[Path] = []
+    if shutil.which("pyenv"):
+        result = subprocess.run(
+            ["pyenv", "prefix", version], capture_output=True, text=True, check=False
+        )
+        candidates += [
+            Path(p) / "bin" / "python" for p in result.stdout.split(":") if p.strip()
+        ]
     candidates += sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))
+    on_path = shutil.which(f"python{version}")  # e.g. from actions/setup-python
+    if on_path:
+        candidates.append(Path(on_path))
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
-    raise AssertionError(f"no Python {version} found: install it with pyenv")
+    raise AssertionError(
+        f"no Python {version} found: install it with pyenv, or put python{version}"
+        " on the PATH"
+    )
 
 
 _environments: dict[str, Path] = {}

@@ -1,0 +1,243 @@
+"""Projects created with cruft stay linked to the template and take its later
+changes with ``cruft update``: the way users keep a rendered service current.
+
+The template under test is the working tree (tracked files and untracked ones
+git does not ignore), committed to a throw-away repository, so uncommitted
+edits are tested too.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.bake import TEMPLATE, clean_env
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE_DIR = "{{cookiecutter.__project_dir}}"
+# Not the defaults, so the update must reuse the answers stored in .cruft.json.
+ANSWERS = {"project_name": "Linked Service", "license": "Apache-2.0"}
+SLUG = "linked-service"
+README_LINE = "This line reached the project with cruft update."
+NEW_FILE = "CHANGELOG.md"
+NEW_FILE_TEMPLATE = "# Changes to {{ cookiecutter.project_name }}\n"
+NEW_FILE_RENDERED = "# Changes to Linked Service\n"
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+@dataclass(frozen=True)
+class Update:
+    """A project before and after ``cruft update`` to a newer template commit."""
+
+    template: Path
+    project: Path
+    check_before: subprocess.CompletedProcess[str]
+    update: subprocess.CompletedProcess[str]
+
+
+def isolated_env() -> dict[str, str]:
+    """No user's or system's git or cookiecutter configuration applies."""
+    env = clean_env(
+        {
+            "HOME": os.devnull,  # no ~/.cookiecutterrc, and nothing written there
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "Template Tests",
+            "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+            "GIT_COMMITTER_NAME": "Template Tests",
+            "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+        }
+    )
+    env.pop("COOKIECUTTER_CONFIG", None)
+    return env
+
+
+def run(
+    cwd: Path, *command: str | Path, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=isolated_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"{command} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def cruft(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The cruft command line, as a user runs it; the caller checks the outcome."""
+    return run(cwd, sys.executable, "-m", "cruft", *args, check=False)
+
+
+def git(cwd: Path, *args: str | Path) -> str:
+    return run(cwd, "git", *args).stdout
+
+
+def head(repository: Path) -> str:
+    return git(repository, "rev-parse", "HEAD").strip()
+
+
+def commit_all(repository: Path, message: str) -> str:
+    git(repository, "add", "--all")
+    git(repository, "commit", "--quiet", "--message", message)
+    return head(repository)
+
+
+def template_repository(destination: Path) -> Path:
+    """A git repository holding the template as the working tree has it."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for relative in filter(None, listed.split("\0")):
+        source = TEMPLATE / relative
+        if source.is_file():  # a tracked file deleted in the working tree is gone
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git(destination, "init", "--quiet", "--initial-branch=main")
+    commit_all(destination, "The template as the working tree has it")
+    return destination
+
+
+def cruft_create(template: Path, output_dir: Path) -> Path:
+    """``cruft create`` with the test's answers; returns the new project."""
+    output_dir.mkdir()
+    result = cruft(
+        output_dir,
+        "create",
+        "--no-input",
+        "--default-config",
+        "--extra-context",
+        json.dumps(ANSWERS),
+        template,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return output_dir / SLUG
+
+
+def cruft_state(project: Path) -> dict[str, Any]:
+    return dict(json.loads((project / ".cruft.json").read_text()))
+
+
+def change_template(template: Path) -> str:
+    """Commit a change a user would see: a README line and a new file."""
+    readme = template / TEMPLATE_DIR / "README.md"
+    readme.write_text(readme.read_text() + f"\n{README_LINE}\n")
+    (template / TEMPLATE_DIR / NEW_FILE).write_text(NEW_FILE_TEMPLATE)
+    return commit_all(template, "Change the generated README, add a file")
+
+
+def project_files(project: Path) -> dict[str, bytes]:
+    """Every file of the project but git's, by path."""
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def changed_paths(project: Path) -> set[str]:
+    status = git(project, "status", "--porcelain", "--untracked-files=all")
+    return {line[3:] for line in status.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def created(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A template repository and a project freshly created from it."""
+    root = tmp_path_factory.mktemp("create")
+    template = template_repository(root / "template")
+    return template, cruft_create(template, root / "projects")
+
+
+@pytest.fixture(scope="module")
+def updated(tmp_path_factory: pytest.TempPathFactory) -> Update:
+    """An unmodified project, committed, updated after the template changed."""
+    root = tmp_path_factory.mktemp("update")
+    template = template_repository(root / "template")
+    project = cruft_create(template, root / "projects")
+    git(project, "init", "--quiet", "--initial-branch=main")
+    commit_all(project, "Created with cruft")  # cruft updates only a clean tree
+    change_template(template)
+    check_before = cruft(project, "check")
+    update = cruft(project, "update", "--skip-apply-ask")
+    return Update(template, project, check_before, update)
+
+
+def test_cruft_create_links_the_project_to_the_template_commit(
+    created: tuple[Path, Path],
+) -> None:
+    template, project = created
+    state = cruft_state(project)
+    assert (state["template"], state["commit"]) == (str(template), head(template))
+    answers = state["context"]["cookiecutter"]
+    assert {key: answers[key] for key in ANSWERS} == ANSWERS
+
+
+def test_cruft_create_renders_the_project_and_runs_the_hooks(
+    created: tuple[Path, Path],
+) -> None:
+    _, project = created
+    for path in ("pyproject.toml", "README.md", "app/main.py", "app/model.json"):
+        assert (project / path).is_file(), path
+    assert "Apache License" in (project / "LICENSE").read_text()
+    assert not (project / "_licenses").exists()  # the post-gen hook ran
+    assert not (project / "deploy").exists()  # and pruned what is off
+
+
+def test_cruft_check_passes_on_a_fresh_project(created: tuple[Path, Path]) -> None:
+    _, project = created
+    result = cruft(project, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cruft_check_fails_once_the_template_changes(updated: Update) -> None:
+    assert updated.check_before.returncode == 1, updated.check_before.stdout
+
+
+def test_cruft_update_brings_the_template_change(updated: Update) -> None:
+    assert updated.update.returncode == 0, updated.update.stdout + updated.update.stderr
+    readme = (updated.project / "README.md").read_text()
+    assert readme.endswith(f"\n{README_LINE}\n")
+    # Rendered with the answers the project was created with, not the defaults.
+    assert (updated.project / NEW_FILE).read_text() == NEW_FILE_RENDERED
+
+
+def test_cruft_update_applies_cleanly(updated: Update) -> None:
+    project = updated.project
+    assert changed_paths(project) == {".cruft.json", "README.md", NEW_FILE}
+    assert git(project, "ls-files", "--unmerged") == ""
+    assert sorted(project.rglob("*.rej")) == []
+    for path, content in project_files(project).items():
+        assert not any(marker.encode() in content for marker in CONFLICT_MARKERS), path
+
+
+def test_cruft_update_moves_the_link_to_the_new_commit(updated: Update) -> None:
+    assert cruft_state(updated.project)["commit"] == head(updated.template)
+    result = cruft(updated.project, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cruft_update_matches_a_fresh_create_from_the_new_commit(
+    updated: Update, tmp_path: Path
+) -> None:
+    fresh = cruft_create(updated.template, tmp_path / "fresh")
+    assert project_files(updated.project) == project_files(fresh)
