@@ -4,11 +4,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
-from typing import Annotated
 
 from fastapi import (
     APIRouter,
-    Depends,
     FastAPI,
     HTTPException,
     Request,
@@ -27,7 +25,7 @@ from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
-from app.middleware import RequestContextMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.schemas import (
     BatchRequest,
     BatchResponse,
@@ -72,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=description,
         version=version,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
+        # The routes go into the app itself: include_router() would add a layer
+        # of routing and body limits to every request.
+        routes=router.routes,
         exception_handlers={
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model = None
-    app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -140,6 +140,9 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     return await http_exception_handler(request, error)
 
 
+# Called by the routes rather than declared with Depends(): FastAPI's
+# dependency machinery costs more per request than the rest of /predict, and a
+# plain `def` dependency would even run in its thread pool.
 def _loaded_model(request: Request) -> model.Model:
     loaded: model.Model | None = request.app.state.model
     if loaded is None:
@@ -147,9 +150,6 @@ def _loaded_model(request: Request) -> model.Model:
             status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
         )
     return loaded
-
-
-LoadedModel = Annotated[model.Model, Depends(_loaded_model)]
 
 
 @router.get("/health/live", tags=["health"])
@@ -172,8 +172,9 @@ async def ready(request: Request, response: Response) -> HealthStatus:
 
 
 @router.get("/model", tags=["model"], responses=NOT_READY)
-async def describe_model(loaded: LoadedModel) -> ModelInfo:
+async def describe_model(request: Request) -> ModelInfo:
     """Metadata of the model being served."""
+    loaded = _loaded_model(request)
     return ModelInfo(
         name=loaded.name,
         version=loaded.version,
@@ -184,20 +185,17 @@ async def describe_model(loaded: LoadedModel) -> ModelInfo:
 
 
 @router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
-async def predict(
-    features: model.Features, loaded: LoadedModel, request: Request
-) -> model.Prediction:
+async def predict(features: model.Features, request: Request) -> model.Prediction:
     """Predict the class of one instance."""
-    prediction = loaded.predict(features)
+    prediction = _loaded_model(request).predict(features)
     request.state.predicted_labels = (prediction.label,)
     return prediction
 
 
 @router.post("/predict/batch", tags=["model"], responses=REQUEST_LIMITS)
-async def predict_batch(
-    batch: BatchRequest, loaded: LoadedModel, request: Request
-) -> BatchResponse:
+async def predict_batch(batch: BatchRequest, request: Request) -> BatchResponse:
     """Predict the classes of several instances."""
+    loaded = _loaded_model(request)
     limit = request.app.state.settings.max_batch_size
     if len(batch.instances) > limit:
         raise RequestValidationError(

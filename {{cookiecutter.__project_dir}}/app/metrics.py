@@ -57,6 +57,10 @@ class MetricsMiddleware:
             ["label"],
             registry=registry,
         )
+        # labels() locks and checks its arguments on every call; the few
+        # series of a service are looked up once and kept here instead.
+        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        self._per_label: dict[str, Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,8 +80,24 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.latency.labels(method, route).observe(time.perf_counter() - started)
-            self.requests.labels(method, route, str(status)).inc()
+            latency, requests = self._series_of(scope["method"], route, status)
+            latency.observe(time.perf_counter() - started)
+            requests.inc()
             for label in state.get("predicted_labels", ()):
-                self.predictions.labels(label).inc()
+                self._predictions_of(label).inc()
+
+    def _series_of(
+        self, method: str, route: str, status: int
+    ) -> tuple[Histogram, Counter]:
+        key = (method, route, status)
+        if key not in self._series:
+            self._series[key] = (
+                self.latency.labels(method, route),
+                self.requests.labels(method, route, str(status)),
+            )
+        return self._series[key]
+
+    def _predictions_of(self, label: str) -> Counter:
+        if label not in self._per_label:
+            self._per_label[label] = self.predictions.labels(label)
+        return self._per_label[label]

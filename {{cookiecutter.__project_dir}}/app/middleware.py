@@ -1,14 +1,18 @@
-"""Request context: an id for every request, echoed back, and one log line each.
+"""Request context: an id for every request, echoed back, and one log line each;
+and the limit on the size of request bodies.
 
 Written as plain ASGI rather than ``BaseHTTPMiddleware``, which would add a task
 and a memory stream to every request.
 """
 
 import logging
+import os
 import re
 import time
-import uuid
 
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id
@@ -16,6 +20,8 @@ from app.logs import request_id
 REQUEST_ID_HEADER = b"x-request-id"
 # Accept a caller's id only if it is short and harmless to log.
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+TOO_LARGE = "Content Too Large"
 
 logger = logging.getLogger("app.access")
 
@@ -31,7 +37,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        # 128 random bits in hex, like uuid4().hex at a fifth of the cost.
+        rid = _incoming_request_id(scope) or os.urandom(16).hex()
         token = request_id.set(rid)
         status = 500
         id_header = (REQUEST_ID_HEADER, rid.encode())
@@ -46,25 +53,82 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            logger.info(
-                "%s %s %d %.2fms",
-                scope["method"],
-                scope["path"],
-                status,
-                elapsed_ms,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(elapsed_ms, 3),
-                },
-            )
+            if logger.isEnabledFor(logging.INFO):
+                _log_request(scope["method"], scope["path"], status, started)
             request_id.reset(token)
+
+
+def _log_request(method: str, path: str, status: int, started: float) -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    # What logger.info() does, less its walk up the call stack for a file and
+    # line that the log formats do not show.
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %d %.2fms",
+        (method, path, status, elapsed_ms),
+        None,
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed_ms, 3),
+        },
+    )
+    logger.handle(record)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             return value.decode() if _VALID_REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to a request whose body is larger than ``max_body_bytes``.
+
+    A declared Content-Length over the limit is refused before the app runs; a
+    body sent without one is counted as it is read. Cheaper than FastAPI's own
+    ``max_body_size``, which wraps every request in three more layers.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is None:
+            receive = self._counting(receive)
+        elif length > self.max_body_bytes:
+            response = JSONResponse({"detail": TOO_LARGE}, HTTP_413_CONTENT_TOO_LARGE)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                # FastAPI answers it with the app's handler for HTTPException.
+                raise HTTPException(HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
+            return message
+
+        return receive_within_limit
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
     return None

@@ -1,0 +1,119 @@
+"""CPU cost of one ``POST /predict`` inside the ASGI app, without server or network.
+
+A development aid beside ``benchmarks.run``: it calls the app directly, many
+times, and keeps the fastest of several repeats, so a busy machine barely moves
+it. Run it with the Python of an installed render, from the repository root::
+
+    ../iris-classifier/.venv/bin/python -m benchmarks.asgi_cost service bare raw
+
+It configures logging as ``python -m app`` does, writing to a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging.config
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "floors"))
+
+BODY = json.dumps(
+    {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+).encode()
+SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "path": "/predict",
+    "raw_path": b"/predict",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [
+        (b"host", b"127.0.0.1:8000"),
+        (b"user-agent", b"wrk"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BODY)).encode()),
+    ],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def build(name: str) -> tuple[App, Any]:
+    """The app and its lifespan context, ``None`` for the raw app."""
+    if name == "service":
+        from app.config import Settings
+        from app.logs import logging_config
+        from app.main import create_app
+
+        settings = Settings(_env_file=None)
+        log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
+        sys.stderr = log  # the service logs each request to stderr
+        logging.config.dictConfig(logging_config(settings))
+        service = create_app(settings)
+        return service, service.router.lifespan_context(service)
+    if name == "bare":
+        from bare_fastapi import app as bare
+
+        return bare, bare.router.lifespan_context(bare)
+    from raw_asgi import app as raw
+
+    return raw, None
+
+
+async def cost(app: App, requests: int) -> float:
+    """Seconds per request, over ``requests`` sequential requests."""
+    message = {"type": "http.request", "body": BODY, "more_body": False}
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(event: dict[str, Any]) -> None:
+        if event["type"] == "http.response.start":
+            statuses.append(event["status"])
+
+    started = time.perf_counter()
+    for _ in range(requests):
+        await app({**SCOPE, "headers": list(SCOPE["headers"])}, receive, send)
+    elapsed = time.perf_counter() - started
+    if set(statuses) != {200}:
+        raise SystemExit(f"unexpected statuses: {sorted(set(statuses))}")
+    return elapsed / requests
+
+
+async def measure(name: str, requests: int, repeats: int) -> float:
+    app, lifespan = build(name)
+    async with AsyncExitStack() as stack:
+        if lifespan is not None:
+            await stack.enter_async_context(lifespan)
+        await cost(app, requests // 10)  # warm up
+        return min([await cost(app, requests) for _ in range(repeats)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("apps", nargs="+", choices=["service", "bare", "raw"])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=7)
+    options = parser.parse_args()
+    stdout = sys.stdout
+    for name in options.apps:
+        seconds = asyncio.run(measure(name, options.requests, options.repeats))
+        print(f"{name:<8} {seconds * 1e6:7.1f} us/request", file=stdout, flush=True)
+
+
+if __name__ == "__main__":
+    main()

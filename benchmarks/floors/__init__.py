@@ -1,0 +1,1 @@
+"""The apps the generated service is measured against."""
