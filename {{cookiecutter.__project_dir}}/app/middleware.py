@@ -80,11 +80,20 @@ def _log_request(method: str, path: str, status: int, started: float) -> None:
     logger.handle(record)
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            return value.decode() if _VALID_REQUEST_ID.fullmatch(value) else None
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    """The first value of a request header, by its lower-case name."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == wanted:
+            return value
     return None
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    value = _header(scope, REQUEST_ID_HEADER)
+    if value is None or not _VALID_REQUEST_ID.fullmatch(value):
+        return None
+    return value.decode()
 
 
 class BodySizeLimitMiddleware:
@@ -128,7 +137,5 @@ class BodySizeLimitMiddleware:
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
