@@ -23,6 +23,19 @@ from cookiecutter.main import cookiecutter
 TEMPLATE = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
+# One flower of each end of the Iris data, as the API takes them.
+SETOSA = {
+    "sepal_length": 5.1,
+    "sepal_width": 3.5,
+    "petal_length": 1.4,
+    "petal_width": 0.2,
+}
+VIRGINICA = {
+    "sepal_length": 6.7,
+    "sepal_width": 3.0,
+    "petal_length": 5.2,
+    "petal_width": 2.3,
+}
 # GitHub Actions expressions look like Jinja but belong in a rendered workflow.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 
@@ -43,6 +56,11 @@ class BakedProject:
             for p in self.path.rglob("*")
             if p.is_file() and ".venv" not in p.parts
         )
+
+    def assert_ruff_clean(self) -> None:
+        """Ruff's checks and formatting pass on the project as it is."""
+        self.run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
+        self.run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
 
     def pyproject(self) -> dict[str, Any]:
         return tomllib.loads(self.read("pyproject.toml"))
@@ -134,6 +152,14 @@ def poetry_install(
     return project.path / ".venv" / "bin"
 
 
+def pip_install(project: BakedProject, venv: Path, requirement: str | Path) -> Path:
+    """Install ``requirement`` with pip into a new venv; return its python."""
+    project.run(sys.executable, "-m", "venv", venv)
+    python = venv / "bin" / "python"
+    project.run(python, "-m", "pip", "install", "--quiet", requirement)
+    return python
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -178,8 +204,15 @@ def serving(
             process.wait(timeout=30)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 30,
+    interval: float = 0.1,
+) -> None:
+    """Poll /health/ready until 200; fail with the server's log if it never comes."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(
@@ -190,8 +223,8 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> N
                 return
         except OSError:
             pass
-        time.sleep(0.1)
-    raise AssertionError(f"service not ready within 30 s:\n{log.read_text()}")
+        time.sleep(interval)
+    raise AssertionError(f"service not ready within {timeout} s:\n{log.read_text()}")
 
 
 def run_cli(

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import TEMPLATE, BakedProject, bake, http, serving
+from tests.bake import TEMPLATE, bake, http, pip_install, serving
 
 pytestmark = pytest.mark.slow
 
@@ -127,21 +126,13 @@ def take_screenshot(url: str, output: Path) -> None:
     )
 
 
-def pip_install(project: BakedProject, venv: Path) -> Path:
-    """Install the render and its runtime dependencies; return the venv's python."""
-    project.run(sys.executable, "-m", "venv", venv)
-    python = venv / "bin" / "python"
-    project.run(python, "-m", "pip", "install", "--quiet", ".")
-    return python
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The defaults, installed with pip and serving on loopback; yields its URL."""
     chromium_executable()  # fail before the slow part when it is missing
     root = tmp_path_factory.mktemp("browser")
     project = bake(root / "render")
-    python = pip_install(project, root / "venv")
+    python = pip_install(project, root / "venv", ".")
     with serving(python, project.path, root / "server.log") as url:
         yield url
 
@@ -216,7 +207,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         project = bake(root / "render")
-        python = pip_install(project, root / "venv")
+        python = pip_install(project, root / "venv", ".")
         with serving(python, project.path, root / "server.log") as url:
             SCREENSHOT.parent.mkdir(exist_ok=True)
             take_screenshot(f"{url}/docs", SCREENSHOT)

@@ -11,22 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import BakedProject, bake, http, poetry_install, serving
+from tests.bake import (
+    SETOSA,
+    VIRGINICA,
+    BakedProject,
+    bake,
+    http,
+    pip_install,
+    poetry_install,
+    serving,
+)
 
 pytestmark = pytest.mark.slow
-
-SETOSA = {
-    "sepal_length": 5.1,
-    "sepal_width": 3.5,
-    "petal_length": 1.4,
-    "petal_width": 0.2,
-}
-VIRGINICA = {
-    "sepal_length": 6.7,
-    "sepal_width": 3.0,
-    "petal_length": 5.2,
-    "petal_width": 2.3,
-}
 
 
 def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
@@ -155,13 +151,8 @@ def test_pip_installed_wheel_packages_the_model(tmp_path: Path) -> None:
     project.run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", dist, ".")
     (wheel,) = dist.glob("*.whl")
     assert "app/model.json" in zipfile.ZipFile(wheel).namelist()
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    project.run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
-    elsewhere = (
-        tmp_path / "elsewhere"
-    )  # no app/ here: the artifact must come from the wheel
+    python = pip_install(project, tmp_path / "venv", wheel)
+    # No app/ here: the model artifact must come from the wheel.
+    elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    assert_serves_predictions(
-        venv / "bin" / "python", elsewhere, tmp_path / "server.log"
-    )
+    assert_serves_predictions(python, elsewhere, tmp_path / "server.log")

@@ -1,7 +1,6 @@
 """Each optional feature: its files when on, and no trace of it when off."""
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,8 +47,7 @@ def test_option_off_leaves_no_file_or_mention(output_dir: Path, option: str) -> 
     for path in post_gen.OPTIONAL_PATHS[option]:
         assert not (project.path / path).exists(), path
     assert mentions(project, MENTIONS[option]) == []
-    project.run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
-    project.run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
+    project.assert_ruff_clean()
 
 
 def test_all_options_off_renders_the_bare_service(output_dir: Path) -> None:

@@ -1,6 +1,5 @@
 """What the template renders, read without installing anything."""
 
-import sys
 import tomllib
 from pathlib import Path
 
@@ -46,11 +45,6 @@ HOSTILE = {
     "description": "Says \"hi\" \\n not a newline, {braces} # not a comment 'quoted' ✓",
     "author_name": 'Zoë "Z" O\'Connor \\ {x} #2',
 }
-
-
-def ruff_is_clean(project: BakedProject) -> None:
-    project.run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
-    project.run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
 
 
 def test_default_render_has_exactly_the_expected_files(
@@ -106,7 +100,7 @@ def test_default_render_python_files_compile(default_project: BakedProject) -> N
 
 
 def test_default_render_is_ruff_clean(default_project: BakedProject) -> None:
-    ruff_is_clean(default_project)
+    default_project.assert_ruff_clean()
 
 
 @pytest.mark.parametrize("license_name", DEFAULTS["license"])
@@ -123,7 +117,7 @@ def test_each_license_renders_clean(output_dir: Path, license_name: str) -> None
         assert expression == license_name
         assert DEFAULTS["author_name"] in project.read("LICENSE")
     assert not (project.path / "_licenses").exists()
-    ruff_is_clean(project)
+    project.assert_ruff_clean()
 
 
 @pytest.mark.parametrize("python_version", DEFAULTS["python_version"])
@@ -133,7 +127,7 @@ def test_each_python_version_renders_clean(
     project = bake(output_dir, python_version=python_version)
     assert project.pyproject()["project"]["requires-python"] == f">={python_version}"
     assert f"Python {python_version}+" in project.read("README.md")
-    ruff_is_clean(project)
+    project.assert_ruff_clean()
 
 
 def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
@@ -149,7 +143,7 @@ def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
     for relative in project.files():
         if relative.endswith(".py"):
             compile(project.read(relative), relative, "exec")
-    ruff_is_clean(project)
+    project.assert_ruff_clean()
 
 
 def test_hostile_answers_round_trip(output_dir: Path) -> None:
