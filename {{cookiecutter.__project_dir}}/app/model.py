@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -115,8 +116,10 @@ class Model:
         return tuple(getattr(features, name) for name in self.feature_names)
 
     def _predict(self, values: tuple[float, ...]) -> list[float]:
+        # The weights were checked against the features when loaded, so the
+        # lengths match; map() keeps the dot product out of the interpreter loop.
         return [
-            intercept + math.fsum(w * x for w, x in zip(row, values, strict=True))
+            sum(map(operator.mul, row, values), intercept)
             for intercept, row in self._weights
         ]
 
@@ -124,7 +127,7 @@ class Model:
         # Softmax, shifted by the largest score so exp() cannot overflow.
         top = max(scores)
         exps = [math.exp(score - top) for score in scores]
-        total = math.fsum(exps)
+        total = sum(exps)
         probabilities = {
             label: exp / total for label, exp in zip(self.classes, exps, strict=True)
         }
