@@ -25,7 +25,11 @@ from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
-from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    RequestObserver,
+)
 from app.schemas import (
     BatchRequest,
     BatchResponse,
@@ -88,10 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    observers: list[RequestObserver] = []
 {%- if cookiecutter.include_metrics %}
-    instrument(app)
+    observers.append(instrument(app))
 {%- endif %}
-    app.add_middleware(RequestContextMiddleware)  # outermost: sees every request
+    # Outermost, so it sees every request, and times it once for all observers.
+    app.add_middleware(RequestContextMiddleware, observers=observers)
     return app
 
 

@@ -5,8 +5,6 @@ several worker processes each reports its own counts; run one worker per
 container and scale with replicas, or see prometheus_client's multiprocess mode.
 """
 
-import time
-
 from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,29 +13,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 )  # fmt: skip
 
 
-def instrument(app: FastAPI) -> None:
-    """Count and time every request, count predictions per class, serve /metrics."""
-    registry = CollectorRegistry()
-    app.add_middleware(MetricsMiddleware, registry=registry)
-
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_api_route("/metrics", metrics, include_in_schema=False)
-
-
-class MetricsMiddleware:
+class RequestMetrics:
     """Record each HTTP request under its route template, never its raw path."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "http_requests",
             "HTTP requests by method, route and status.",
@@ -62,29 +48,13 @@ class MetricsMiddleware:
         self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
         self._per_label: dict[str, Counter] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        state = scope.setdefault("state", {})
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            latency, requests = self._series_of(scope["method"], route, status)
-            latency.observe(time.perf_counter() - started)
-            requests.inc()
-            for label in state.get("predicted_labels", ()):
-                self._predictions_of(label).inc()
+    def __call__(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        latency, requests = self._series_of(scope["method"], route, status)
+        latency.observe(seconds)
+        requests.inc()
+        for label in scope.get("state", {}).get("predicted_labels", ()):
+            self._predictions_of(label).inc()
 
     def _series_of(
         self, method: str, route: str, status: int
@@ -101,3 +71,14 @@ class MetricsMiddleware:
         if label not in self._per_label:
             self._per_label[label] = self.predictions.labels(label)
         return self._per_label[label]
+
+
+def instrument(app: FastAPI) -> RequestMetrics:
+    """Serve /metrics; the observer returned counts and times each request."""
+    registry = CollectorRegistry()
+
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, include_in_schema=False)
+    return RequestMetrics(registry)

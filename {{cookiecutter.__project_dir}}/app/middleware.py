@@ -1,5 +1,5 @@
-"""Request context: an id for every request, echoed back, and one log line each;
-and the limit on the size of request bodies.
+"""Request context: an id for every request, echoed back, one log line each and a
+report to each observer; and the limit on the size of request bodies.
 
 Written as plain ASGI rather than ``BaseHTTPMiddleware``, which would add a task
 and a memory stream to every request.
@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
@@ -25,12 +26,17 @@ TOO_LARGE = "Content Too Large"
 
 logger = logging.getLogger("app.access")
 
+# Told of each finished HTTP request: its scope (with the matched route), its
+# status and its duration in seconds. It runs on the event loop: keep it quick.
+RequestObserver = Callable[[Scope, int, float], None]
+
 
 class RequestContextMiddleware:
-    """Give each HTTP request an id and log its method, path, status and latency."""
+    """Give each HTTP request an id, log it, and report it to the observers."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver] = ()) -> None:
         self.app = app
+        self.observers = tuple(observers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,13 +59,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            for observe in self.observers:
+                observe(scope, status, seconds)
             if logger.isEnabledFor(logging.INFO):
-                _log_request(scope["method"], scope["path"], status, started)
+                _log_request(scope["method"], scope["path"], status, seconds)
             request_id.reset(token)
 
 
-def _log_request(method: str, path: str, status: int, started: float) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
+def _log_request(method: str, path: str, status: int, seconds: float) -> None:
+    elapsed_ms = seconds * 1000
     # What logger.info() does, less its walk up the call stack for a file and
     # line that the log formats do not show.
     record = logger.makeRecord(

@@ -2,8 +2,11 @@ import logging
 import re
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.types import Scope
 
+from app.middleware import RequestContextMiddleware
 from tests.conftest import SETOSA
 
 
@@ -45,3 +48,26 @@ def test_rejected_requests_are_logged_with_their_status(
         client.post("/predict", json={})
     (record,) = [r for r in caplog.records if r.name == "app.access"]
     assert vars(record)["status"] == 422
+
+
+def test_observers_see_each_request_with_its_route_status_and_duration() -> None:
+    seen: list[tuple[str, str, int, float]] = []
+
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        seen.append((scope["method"], scope["route"].path, status, seconds))
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    app.add_middleware(RequestContextMiddleware, observers=[observe])
+    with TestClient(app) as client:
+        client.get("/items/1")
+        client.get("/items/one")
+    assert [entry[:3] for entry in seen] == [
+        ("GET", "/items/{item_id}", 200),
+        ("GET", "/items/{item_id}", 422),
+    ]
+    assert all(entry[3] > 0 for entry in seen)
