@@ -30,6 +30,13 @@ def start(log: Path, **settings: str) -> subprocess.Popen[bytes]:
         )
 
 
+def wait_for_line(log: Path, text: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{log.read_text()}"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     port, log = free_port(), tmp_path / "server.log"
@@ -73,9 +80,11 @@ def test_sigterm_lets_in_flight_request_finish(
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
         )
         sock.sendall(head % len(body) + body[:10])
-        time.sleep(0.3)  # the request is now in flight, waiting for its body
+        # Once the server has answered a later request, it has read this one,
+        # which is now in flight, waiting for the rest of its body.
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for_line(log, "Waiting for connections to close")
         assert process.poll() is None, "exited with a request in flight"
         sock.sendall(body[10:])
         # The server closes the connection once the response is out: read to EOF.
