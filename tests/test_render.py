@@ -1,12 +1,20 @@
 """What the template renders, read without installing anything."""
 
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.bake import DEFAULTS, BakedProject, bake, run_cli, template_residue
+from tests.bake import (
+    DEFAULTS,
+    TEMPLATE,
+    BakedProject,
+    bake,
+    run_cli,
+    template_residue,
+)
 
 DEFAULT_FILES = [
     ".dockerignore",
@@ -61,6 +69,22 @@ def test_default_render_leaves_no_template_residue(
         text = default_project.read(relative)
         found = template_residue(text)
         assert not found, f"{relative} still contains {found}"
+
+
+def test_files_copied_without_rendering_hold_no_template_code() -> None:
+    # Cookiecutter copies these byte for byte: Jinja in one would ship raw.
+    patterns = DEFAULTS["_copy_without_render"]
+    project_dir = TEMPLATE / "{{cookiecutter.__project_dir}}"
+    files = [path for path in project_dir.rglob("*") if path.is_file()]
+    for pattern in patterns:
+        matched = [
+            path
+            for path in files
+            if fnmatch(path.relative_to(project_dir).as_posix(), pattern)
+        ]
+        assert matched, f"{pattern!r} in _copy_without_render matches no file"
+        for path in matched:
+            assert template_residue(path.read_text()) == [], path
 
 
 def test_default_pyproject_carries_the_answers(default_project: BakedProject) -> None:
