@@ -1,8 +1,21 @@
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.bake import BakedProject, bake, poetry_install
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Cookiecutter writes each rendered hook to a temporary file and leaves it
+    there; keep those in pytest's own temporary tree, which it prunes."""
+    path = str(tmp_path_factory.mktemp("tmp"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", path)
+        patch.setenv("TMPDIR", path)
+        yield
 
 
 @pytest.fixture(scope="session")
