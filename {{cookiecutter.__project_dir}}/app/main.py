@@ -158,38 +158,7 @@ def _loaded_model(request: Request) -> model.Model:
     return loaded
 
 
-@router.get("/health/live", tags=["health"])
-async def live() -> HealthStatus:
-    """The process is up."""
-    return HealthStatus(status="alive")
-
-
-@router.get(
-    "/health/ready",
-    tags=["health"],
-    responses={503: {"model": HealthStatus, "description": "Model not loaded"}},
-)
-async def ready(request: Request, response: Response) -> HealthStatus:
-    """The model is loaded and predictions can be served."""
-    if request.app.state.model is None:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return HealthStatus(status="loading")
-    return HealthStatus(status="ready")
-
-
-@router.get("/model", tags=["model"], responses=NOT_READY)
-async def describe_model(request: Request) -> ModelInfo:
-    """Metadata of the model being served."""
-    loaded = _loaded_model(request)
-    return ModelInfo(
-        name=loaded.name,
-        version=loaded.version,
-        feature_names=list(loaded.feature_names),
-        classes=list(loaded.classes),
-        training=loaded.training,
-    )
-
-
+# Routes are matched in the order they are declared: the busiest come first.
 @router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
 async def predict(features: model.Features, request: Request) -> model.Prediction:
     """Predict the class of one instance."""
@@ -217,3 +186,35 @@ async def predict_batch(batch: BatchRequest, request: Request) -> BatchResponse:
     predictions = [loaded.predict(x) for x in batch.instances]
     request.state.predicted_labels = [p.label for p in predictions]
     return BatchResponse(predictions=predictions)
+
+
+@router.get("/model", tags=["model"], responses=NOT_READY)
+async def describe_model(request: Request) -> ModelInfo:
+    """Metadata of the model being served."""
+    loaded = _loaded_model(request)
+    return ModelInfo(
+        name=loaded.name,
+        version=loaded.version,
+        feature_names=list(loaded.feature_names),
+        classes=list(loaded.classes),
+        training=loaded.training,
+    )
+
+
+@router.get("/health/live", tags=["health"])
+async def live() -> HealthStatus:
+    """The process is up."""
+    return HealthStatus(status="alive")
+
+
+@router.get(
+    "/health/ready",
+    tags=["health"],
+    responses={503: {"model": HealthStatus, "description": "Model not loaded"}},
+)
+async def ready(request: Request, response: Response) -> HealthStatus:
+    """The model is loaded and predictions can be served."""
+    if request.app.state.model is None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return HealthStatus(status="loading")
+    return HealthStatus(status="ready")
