@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.bake import RESIDUE, BakedProject, bake
+from tests.test_options import MENTIONS
 from tests.test_render import HOSTILE
 
 # Pinned, so that a new kubernetes-validate cannot change the verdict: the
@@ -41,7 +42,7 @@ PROBE_HANDLERS = {"livenessProbe": "live", "readinessProbe": "ready"}
 DEFAULT_GRACE_SECONDS = 30
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-METRICS_WORDS = re.compile(r"metrics|prometheus", re.IGNORECASE)
+METRICS_WORDS = re.compile(MENTIONS["include_metrics"], re.IGNORECASE)
 
 
 # --- what the rendered app declares -------------------------------------------

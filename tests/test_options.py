@@ -13,7 +13,8 @@ OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
 MENTIONS = {
     "include_docker": r"docker",
     "include_github_actions": r"\.github|github actions|workflow",
-    "include_metrics": r"metrics|prometheus",
+    # FastAPI's OpenTelemetry has metrics of its own, unrelated to this option.
+    "include_metrics": r"^(?!.*telemetry).*(metrics|prometheus)",
     "include_kubernetes": r"kubernetes|kubectl|kustomiz",
 }
 DEFAULT_OFF = {"include_kubernetes"}

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers
+    # you configure. Off by default: it looks for them on every request.
+    opentelemetry: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod

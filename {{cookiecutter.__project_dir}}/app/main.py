@@ -17,6 +17,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,6 +49,9 @@ REQUEST_LIMITS: dict[int | str, dict[str, object]] = {
     413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
     **NOT_READY,
 }
+# FastAPI's native OpenTelemetry looks up the configured providers on every
+# request, which costs more than the model; APP_OPENTELEMETRY=true turns it on.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=description,
         version=version,
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
         # The routes go into the app itself: include_router() would add a layer
         # of routing and body limits to every request.
         routes=router.routes,
