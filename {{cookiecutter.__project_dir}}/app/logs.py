@@ -5,8 +5,11 @@ the lines of one request can be found together.
 """
 
 import logging
+import time
 from contextvars import ContextVar
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 from app.config import Settings
 
@@ -26,11 +29,37 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _TimestampPerSecond(logging.Formatter):
+    """Formats the date and time once a second, not once a line.
+
+    ``time.strftime`` was a tenth of the cost of each request's log line.
+    """
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if datefmt is not None or self.default_msec_format is None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second[0]:
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return self.default_msec_format % (self._second[1], record.msecs)
+
+
+class TextFormatter(_TimestampPerSecond):
+    """Lines for people: the standard formatter."""
+
+
+class JsonLinesFormatter(_TimestampPerSecond, JsonFormatter):
+    """One JSON object per line, for log collectors."""
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the service and uvicorn alike."""
     formatter: dict[str, Any] = (
         {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": JsonLinesFormatter,
             "fmt": JSON_FORMAT,
             "rename_fields": {
                 "asctime": "time",
@@ -39,7 +68,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             },
         }
         if settings.log_json
-        else {"format": TEXT_FORMAT}
+        else {"()": TextFormatter, "fmt": TEXT_FORMAT}
     )
     handler = {"handlers": ["default"], "propagate": False}
     level = settings.log_level.upper()
