@@ -61,14 +61,16 @@ ROWS = {
     "raw": "floor: raw ASGI",
     "service": "service",
     "baseline": "baseline service",
+    "opentelemetry": "service, APP_OPENTELEMETRY=true",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
 }
-BARE, BARE_QUIET, RAW, SERVICE, BASELINE, BATCH, WORKERS = ROWS.values()
+BARE, BARE_QUIET, RAW, SERVICE, BASELINE, OPENTELEMETRY, BATCH, WORKERS = ROWS.values()
 RATIOS = (
     (SERVICE, BARE),
     (SERVICE, BARE_QUIET),
     (SERVICE, RAW),
+    (OPENTELEMETRY, BARE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
     (WORKERS, SERVICE),
@@ -458,12 +460,22 @@ def servers_under_test(project: Path, baseline: Path | None) -> list[Server]:
 
         return Server(key, command, FLOORS_DIR)
 
-    def service(key: str, directory: Path, workers: int = 1, **kw: Any) -> Server:
+    def service(
+        key: str,
+        directory: Path,
+        workers: int = 1,
+        settings: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> Server:
         def command(port: int) -> list[str]:
             return [str(directory / ".venv" / "bin" / "python"), "-m", "app"]
 
         def env(port: int) -> dict[str, str]:
-            return {"APP_PORT": str(port), "APP_WORKERS": str(workers)}
+            return {
+                "APP_PORT": str(port),
+                "APP_WORKERS": str(workers),
+                **(settings or {}),
+            }
 
         return Server(key, command, directory, env, **kw)
 
@@ -475,6 +487,10 @@ def servers_under_test(project: Path, baseline: Path | None) -> list[Server]:
     ]
     if baseline is not None:
         servers.append(service("baseline", baseline))
+    # What FastAPI's native OpenTelemetry costs when turned on with no SDK set up.
+    servers.append(
+        service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
+    )
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
     return servers
