@@ -50,7 +50,7 @@ REQUEST_LIMITS: dict[int | str, dict[str, object]] = {
     **NOT_READY,
 }
 # FastAPI's native OpenTelemetry looks up the configured providers on every
-# request, which costs more than the model; APP_OPENTELEMETRY=true turns it on.
+# request, even when none is set up; APP_OPENTELEMETRY=true turns it on.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
