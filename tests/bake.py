@@ -34,7 +34,7 @@ def generated_test_constants(*names: str) -> tuple[Any, ...]:
     Read rather than imported: it needs FastAPI, which this environment lacks.
     It is copied without rendering, so the template's copy is plain Python.
     """
-    conftest = TEMPLATE / "{{cookiecutter.__project_dir}}" / "tests" / "conftest.py"
+    conftest = TEMPLATE / "{{cookiecutter.project_slug}}" / "tests" / "conftest.py"
     values = {
         node.targets[0].id: node.value
         for node in ast.parse(conftest.read_text()).body

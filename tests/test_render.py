@@ -74,7 +74,7 @@ def test_default_render_leaves_no_template_residue(
 def test_files_copied_without_rendering_hold_no_template_code() -> None:
     # Cookiecutter copies these byte for byte: Jinja in one would ship raw.
     patterns = DEFAULTS["_copy_without_render"]
-    project_dir = TEMPLATE / "{{cookiecutter.__project_dir}}"
+    project_dir = TEMPLATE / "{{cookiecutter.project_slug}}"
     files = [path for path in project_dir.rglob("*") if path.is_file()]
     for pattern in patterns:
         matched = [

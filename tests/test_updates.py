@@ -21,7 +21,7 @@ from tests.bake import TEMPLATE, clean_env
 
 pytestmark = pytest.mark.slow
 
-TEMPLATE_DIR = "{{cookiecutter.__project_dir}}"
+TEMPLATE_DIR = "{{cookiecutter.project_slug}}"
 # Not the defaults, so the update must reuse the answers stored in .cruft.json.
 ANSWERS = {"project_name": "Linked Service", "license": "Apache-2.0"}
 SLUG = "linked-service"
