@@ -21,7 +21,7 @@ from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import DISTRIBUTION, model
+from app import DISTRIBUTION, inference_protocol, model
 from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             StarletteHTTPException: _http_error,
         },
     )
+    app.include_router(inference_protocol.router)
     app.state.settings = settings
     app.state.model = None
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,6 +111,9 @@ class Model:
         values = self._pre_process(features)
         scores = self._predict(values)
         return self._post_process(scores)
+
+    def predict_batch(self, batch: Sequence[Features]) -> list[Prediction]:
+        return [self.predict(features) for features in batch]
 
     def _pre_process(self, features: Features) -> tuple[float, ...]:
         return tuple(getattr(features, name) for name in self.feature_names)

@@ -1,0 +1,444 @@
+"""The Open Inference Protocol (KServe v2 REST) beside the service's own API.
+
+Serving platforms (KServe, Seldon MLServer, NVIDIA Triton) and their clients
+(``tritonclient``, the ``kserve`` SDK) speak this protocol. The model takes one
+tensor, ``features`` (``[N, n_features]``, FP32 or FP64), and gives two:
+``label`` (BYTES, ``[N]``) and ``probabilities`` (FP32, ``[N, n_classes]``).
+Errors answer ``{"error": "..."}``, as the protocol asks: 400 for a malformed
+request, 404 for an unknown model or version, 503 before the model is loaded.
+"""
+
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from app import model
+
+INPUT = "features"
+LABEL = "label"
+PROBABILITIES = "probabilities"
+OUTPUTS = (LABEL, PROBABILITIES)
+INPUT_DATATYPES = ("FP32", "FP64")
+# The protocol's name for a model run by ONNX Runtime.
+PLATFORM = "onnx_onnxv1"
+# tritonclient sends this header when tensors follow the JSON as raw bytes.
+BINARY_EXTENSION_HEADER = "inference-header-content-length"
+
+Parameters = dict[str, str | int | float | bool]
+
+
+class ProtocolError(Exception):
+    """A request the protocol answers with ``{"error": message}``."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class ProtocolRoute(APIRoute):
+    """A route whose errors take the protocol's shape, and 400 for bad bodies."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_with_protocol_errors(request: Request) -> Response:
+            try:
+                if BINARY_EXTENSION_HEADER in request.headers:
+                    raise ProtocolError(
+                        status.HTTP_400_BAD_REQUEST,
+                        "binary tensor data is not supported: send the tensors"
+                        " as JSON (with tritonclient, binary_data=False)",
+                    )
+                return await handle(request)
+            except ProtocolError as error:
+                return _error(error.status_code, error.message)
+            except RequestValidationError as error:
+                return _error(status.HTTP_400_BAD_REQUEST, _describe(error.errors()))
+            except HTTPException as error:
+                # A body that is not even text, or holds an integer too long to
+                # parse: FastAPI answers 400, with the reason as the cause.
+                if error.status_code != status.HTTP_400_BAD_REQUEST:
+                    raise
+                cause = f": {error.__cause__}" if error.__cause__ else ""
+                return _error(error.status_code, f"{error.detail}{cause}")
+
+        return handle_with_protocol_errors
+
+
+# Clients of the protocol, tritonclient among them, send JSON bodies without a
+# Content-Type header: read them as JSON all the same.
+router = APIRouter(
+    prefix="/v2",
+    tags=["inference protocol"],
+    route_class=ProtocolRoute,
+    strict_content_type=False,
+)
+
+
+# --- bodies -------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Why the request could not be answered."""
+
+    error: str
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class TensorMetadata(BaseModel):
+    """A tensor's name, element type and shape; -1 is a dimension of any size."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class RequestInput(BaseModel):
+    """An input tensor; ``data`` is row-major, flat or nested like its shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
+    data: list[Any]
+
+
+class RequestOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(BaseModel):
+    """The tensors to run the model on, and which outputs to return."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "42",
+                    "inputs": [
+                        {
+                            "name": INPUT,
+                            "shape": [2, 4],
+                            "datatype": "FP32",
+                            "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]],
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[str] | list[float]
+
+
+class InferenceResponse(BaseModel):
+    """The requested output tensors, with the request's ``id`` if it had one."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such model or version"},
+    503: {"model": ErrorBody, "description": "The model is not loaded yet"},
+}
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The request is malformed"},
+    413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
+    **NOT_FOUND,
+}
+
+
+# --- server -------------------------------------------------------------------
+
+
+@router.get("/health/live")
+async def server_live() -> ServerLive:
+    """The server is up."""
+    return ServerLive(live=True)
+
+
+@router.get(
+    "/health/ready",
+    responses={503: {"model": ServerReady, "description": "Model not loaded"}},
+)
+async def server_ready(request: Request, response: Response) -> ServerReady:
+    """The model is loaded and can serve inference requests."""
+    if request.app.state.model is None:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return ServerReady(ready=False)
+    return ServerReady(ready=True)
+
+
+@router.get("")
+async def server_metadata(request: Request) -> ServerMetadata:
+    """The server's name and version."""
+    return ServerMetadata(
+        name=request.app.title, version=request.app.version, extensions=[]
+    )
+
+
+# --- model --------------------------------------------------------------------
+
+
+@router.get("/models/{name}", responses=NOT_FOUND)
+async def model_metadata(name: str, request: Request) -> ModelMetadata:
+    """The model's inputs and outputs."""
+    return _metadata(_served_model(request, name))
+
+
+@router.get("/models/{name}/versions/{version}", responses=NOT_FOUND)
+async def model_version_metadata(
+    name: str, version: str, request: Request
+) -> ModelMetadata:
+    """The inputs and outputs of one version of the model."""
+    return _metadata(_served_model(request, name, version))
+
+
+@router.get("/models/{name}/ready", responses=NOT_FOUND)
+async def model_ready(name: str, request: Request) -> ModelReady:
+    """The model is loaded and can serve inference requests."""
+    return ModelReady(name=_served_model(request, name).name, ready=True)
+
+
+@router.get("/models/{name}/versions/{version}/ready", responses=NOT_FOUND)
+async def model_version_ready(name: str, version: str, request: Request) -> ModelReady:
+    """This version of the model is loaded and can serve inference requests."""
+    return ModelReady(name=_served_model(request, name, version).name, ready=True)
+
+
+@router.post(
+    "/models/{name}/infer", responses=BAD_REQUEST, response_model_exclude_none=True
+)
+async def infer(
+    name: str, body: InferenceRequest, request: Request
+) -> InferenceResponse:
+    """Run the model on a batch of instances."""
+    return _infer(request, body, _served_model(request, name))
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    responses=BAD_REQUEST,
+    response_model_exclude_none=True,
+)
+async def infer_version(
+    name: str, version: str, body: InferenceRequest, request: Request
+) -> InferenceResponse:
+    """Run one version of the model on a batch of instances."""
+    return _infer(request, body, _served_model(request, name, version))
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _error(status_code: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code)
+
+
+def _describe(errors: Any) -> str:
+    """Pydantic's errors as one line: where each is, and what is wrong there."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        + (f" ({error['ctx']['error']})" if "error" in error.get("ctx", {}) else "")
+        for error in errors
+    )
+
+
+def _served_model(
+    request: Request, name: str, version: str | None = None
+) -> model.Model:
+    loaded: model.Model | None = request.app.state.model
+    if loaded is None:
+        raise ProtocolError(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
+        )
+    if name != loaded.name:
+        raise ProtocolError(
+            status.HTTP_404_NOT_FOUND,
+            f"unknown model {name!r}: this server serves {loaded.name!r}",
+        )
+    if version is not None and version != loaded.version:
+        raise ProtocolError(
+            status.HTTP_404_NOT_FOUND,
+            f"unknown version {version!r} of model {name!r}:"
+            f" this server serves version {loaded.version!r}",
+        )
+    return loaded
+
+
+def _metadata(loaded: model.Model) -> ModelMetadata:
+    n_features, n_classes = len(loaded.feature_names), len(loaded.classes)
+    return ModelMetadata(
+        name=loaded.name,
+        versions=[loaded.version],
+        platform=PLATFORM,
+        inputs=[TensorMetadata(name=INPUT, datatype="FP32", shape=[-1, n_features])],
+        outputs=[
+            TensorMetadata(name=LABEL, datatype="BYTES", shape=[-1]),
+            TensorMetadata(name=PROBABILITIES, datatype="FP32", shape=[-1, n_classes]),
+        ],
+    )
+
+
+def _infer(
+    request: Request, body: InferenceRequest, loaded: model.Model
+) -> InferenceResponse:
+    wanted = [output.name for output in body.outputs or ()] or list(OUTPUTS)
+    unknown = [name for name in wanted if name not in OUTPUTS]
+    if unknown:
+        raise _bad_request(
+            f"unknown outputs {unknown}: the model gives {list(OUTPUTS)}"
+        )
+    if len(body.inputs) != 1 or body.inputs[0].name != INPUT:
+        names = [tensor.name for tensor in body.inputs]
+        raise _bad_request(f"inputs {names}: the model takes one input, {INPUT!r}")
+    rows = _rows(body.inputs[0], loaded.feature_names)
+    limit: int = request.app.state.settings.max_batch_size
+    if len(rows) > limit:
+        raise _bad_request(
+            f"at most {limit} instances are allowed per request, got {len(rows)}"
+        )
+    batch = [
+        _features(loaded.feature_names, row, index) for index, row in enumerate(rows)
+    ]
+    predictions = loaded.predict_batch(batch)
+    request.state.predicted_labels = [p.label for p in predictions]
+    tensors = {
+        LABEL: ResponseOutput(
+            name=LABEL,
+            shape=[len(predictions)],
+            datatype="BYTES",
+            data=[p.label for p in predictions],
+        ),
+        PROBABILITIES: ResponseOutput(
+            name=PROBABILITIES,
+            shape=[len(predictions), len(loaded.classes)],
+            datatype="FP32",
+            data=[p.probabilities[c] for p in predictions for c in loaded.classes],
+        ),
+    }
+    return InferenceResponse(
+        model_name=loaded.name,
+        model_version=loaded.version,
+        id=body.id,
+        outputs=[tensors[name] for name in wanted],
+    )
+
+
+def _bad_request(message: str) -> ProtocolError:
+    return ProtocolError(status.HTTP_400_BAD_REQUEST, message)
+
+
+def _rows(tensor: RequestInput, feature_names: tuple[str, ...]) -> list[list[float]]:
+    """The tensor's rows, checked against its datatype, shape and data."""
+    n_features = len(feature_names)
+    if tensor.datatype not in INPUT_DATATYPES:
+        raise _bad_request(
+            f"input {tensor.name!r} has datatype {tensor.datatype!r},"
+            f" expected one of {list(INPUT_DATATYPES)}"
+        )
+    if len(tensor.shape) != 2 or tensor.shape[0] < 1 or tensor.shape[1] != n_features:
+        raise _bad_request(
+            f"input {tensor.name!r} has shape {tensor.shape},"
+            f" expected [N, {n_features}] with N >= 1: one row of {n_features} features"
+            f" ({', '.join(feature_names)}) per instance"
+        )
+    n_rows = tensor.shape[0]
+    data = tensor.data
+    if all(isinstance(row, list) for row in data):  # nested like the shape
+        if len(data) != n_rows or any(len(row) != n_features for row in data):
+            raise _bad_request(
+                f"input {tensor.name!r}: nested data must be {n_rows} rows"
+                f" of {n_features} values, as its shape {tensor.shape} says"
+            )
+        values = [value for row in data for value in row]
+    else:
+        values = data
+        if len(values) != n_rows * n_features:
+            raise _bad_request(
+                f"input {tensor.name!r} has {len(values)} values, but its shape"
+                f" {tensor.shape} needs {n_rows * n_features}"
+            )
+    numbers = [_number(value, tensor.name, index) for index, value in enumerate(values)]
+    return [numbers[i : i + n_features] for i in range(0, len(numbers), n_features)]
+
+
+def _number(value: object, tensor: str, index: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_request(
+            f"input {tensor!r}: value {index} is {value!r}, not a number"
+        )
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _bad_request(
+            f"input {tensor!r}: value {index} is {value!r}; values must be finite"
+        )
+    return number
+
+
+def _features(
+    feature_names: tuple[str, ...], row: list[float], index: int
+) -> model.Features:
+    """One instance, checked like a body of /predict."""
+    try:
+        return model.Features.model_validate(
+            dict(zip(feature_names, row, strict=True))
+        )
+    except ValidationError as error:
+        raise _bad_request(f"instance {index}: {_describe(error.errors())}") from error
