@@ -392,8 +392,8 @@ def _rows(tensor: RequestInput, feature_names: tuple[str, ...]) -> list[list[flo
         )
     if len(tensor.shape) != 2 or tensor.shape[0] < 1 or tensor.shape[1] != n_features:
         raise _bad_request(
-            f"input {tensor.name!r} has shape {tensor.shape},"
-            f" expected [N, {n_features}] with N >= 1: one row of {n_features} features"
+            f"input {tensor.name!r} has shape {tensor.shape}, expected [N, {n_features}]"
+            f" with N >= 1: one row of {n_features} features"
             f" ({', '.join(feature_names)}) per instance"
         )
     n_rows = tensor.shape[0]
@@ -437,8 +437,6 @@ def _features(
 ) -> model.Features:
     """One instance, checked like a body of /predict."""
     try:
-        return model.Features.model_validate(
-            dict(zip(feature_names, row, strict=True))
-        )
+        return model.Features.model_validate(dict(zip(feature_names, row, strict=True)))
     except ValidationError as error:
         raise _bad_request(f"instance {index}: {_describe(error.errors())}") from error
