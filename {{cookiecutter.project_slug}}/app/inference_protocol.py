@@ -392,9 +392,10 @@ def _rows(tensor: RequestInput, feature_names: tuple[str, ...]) -> list[list[flo
         )
     if len(tensor.shape) != 2 or tensor.shape[0] < 1 or tensor.shape[1] != n_features:
         raise _bad_request(
-            f"input {tensor.name!r} has shape {tensor.shape}, expected [N, {n_features}]"
-            f" with N >= 1: one row of {n_features} features"
-            f" ({', '.join(feature_names)}) per instance"
+            f"input {tensor.name!r} has shape {tensor.shape},"
+            f" expected [N, {n_features}] with N >= 1:"
+            f" one row of {n_features} features ({', '.join(feature_names)})"
+            " per instance"
         )
     n_rows = tensor.shape[0]
     data = tensor.data
