@@ -47,3 +47,22 @@ def test_metrics_group_unknown_paths_under_one_label(client: TestClient) -> None
     assert "/no/such/path" not in metrics
     count = "http_requests_total"
     assert sample(metrics, count, method="GET", route="unmatched", status="404") == 1
+
+
+def test_metrics_count_inference_protocol_requests_by_route(
+    client: TestClient,
+) -> None:
+    tensor = {
+        "name": "features",
+        "shape": [2, 4],
+        "datatype": "FP32",
+        "data": [*SETOSA.values(), *VIRGINICA.values()],
+    }
+    client.post("/v2/models/iris-logistic-regression/infer", json={"inputs": [tensor]})
+    client.post("/v2/models/other/infer", json={"inputs": [tensor]})
+    metrics = client.get("/metrics").text
+    route = "/v2/models/{name}/infer"
+    count = "http_requests_total"
+    assert sample(metrics, count, method="POST", route=route, status="200") == 1
+    assert sample(metrics, count, method="POST", route=route, status="404") == 1
+    assert sample(metrics, "predictions_total", label="virginica") == 1

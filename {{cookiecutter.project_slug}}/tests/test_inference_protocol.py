@@ -1,0 +1,302 @@
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import SETOSA, VIRGINICA
+
+MODEL = "iris-logistic-regression"
+VERSION = "1.0.0"
+INFER = f"/v2/models/{MODEL}/infer"
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+def features(*instances: dict[str, float], datatype: str = "FP32") -> dict[str, Any]:
+    """The instances as the protocol's input tensor, its data flat."""
+    return {
+        "name": "features",
+        "shape": [len(instances), len(SETOSA)],
+        "datatype": datatype,
+        "data": [value for instance in instances for value in instance.values()],
+    }
+
+
+def output(body: dict[str, Any], name: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [t for t in body["outputs"] if t["name"] == name]
+    assert len(found) == 1, body
+    return found[0]
+
+
+def test_server_is_live(client: TestClient) -> None:
+    response = client.get("/v2/health/live")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"live": True}
+
+
+def test_server_is_ready_once_model_loaded(client: TestClient) -> None:
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ready": True}
+
+
+def test_server_and_model_are_not_ready_before_model_loads(settings: Settings) -> None:
+    client = TestClient(create_app(settings))  # no `with`: lifespan not run
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503, response.text
+    assert response.json() == {"ready": False}
+    for path in (f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}"):
+        response = client.get(path)
+        assert response.status_code == 503, response.text
+        assert response.json() == {"error": "The model is not loaded yet."}
+    response = client.post(INFER, json={"inputs": [features(SETOSA)]})
+    assert response.status_code == 503, response.text
+
+
+def test_server_metadata_names_the_server(client: TestClient) -> None:
+    response = client.get("/v2")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["name"] == client.app.title  # type: ignore[attr-defined]
+    assert body["version"] == client.app.version  # type: ignore[attr-defined]
+    assert body["extensions"] == []
+
+
+@pytest.mark.parametrize(
+    "path", [f"/v2/models/{MODEL}", f"/v2/models/{MODEL}/versions/{VERSION}"]
+)
+def test_model_metadata_describes_the_tensors(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "name": MODEL,
+        "versions": [VERSION],
+        "platform": "onnx_onnxv1",
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/{VERSION}/ready"],
+)
+def test_model_is_ready(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"name": MODEL, "ready": True}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "named"),
+    [
+        ("GET", "/v2/models/other", "'other'"),
+        ("GET", "/v2/models/other/ready", "'other'"),
+        ("POST", "/v2/models/other/infer", "'other'"),
+        ("GET", f"/v2/models/{MODEL}/versions/9.9", "'9.9'"),
+        ("GET", f"/v2/models/{MODEL}/versions/9.9/ready", "'9.9'"),
+        ("POST", f"/v2/models/{MODEL}/versions/9.9/infer", "'9.9'"),
+    ],
+)
+def test_unknown_model_or_version_is_404(
+    client: TestClient, method: str, path: str, named: str
+) -> None:
+    response = client.request(method, path, json={"inputs": [features(SETOSA)]})
+    assert response.status_code == 404, response.text
+    assert list(response.json()) == ["error"]
+    assert named in response.json()["error"]
+
+
+def test_infer_gives_what_predict_gives(client: TestClient) -> None:
+    response = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]})
+    assert response.status_code == 200, response.text
+    expected = [client.post("/predict", json=x).json() for x in (SETOSA, VIRGINICA)]
+    body = response.json()
+    assert body["model_name"] == MODEL
+    assert body["model_version"] == VERSION
+    assert "id" not in body
+    assert body["outputs"] == [
+        {
+            "name": "label",
+            "shape": [2],
+            "datatype": "BYTES",
+            "data": [p["label"] for p in expected],
+        },
+        {
+            "name": "probabilities",
+            "shape": [2, 3],
+            "datatype": "FP32",
+            "data": [p["probabilities"][c] for p in expected for c in CLASSES],
+        },
+    ]
+
+
+def test_infer_takes_nested_data_and_fp64(client: TestClient) -> None:
+    flat = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]}).json()
+    tensor = features(SETOSA, VIRGINICA, datatype="FP64")
+    tensor["data"] = [list(SETOSA.values()), list(VIRGINICA.values())]
+    response = client.post(INFER, json={"inputs": [tensor]})
+    assert response.status_code == 200, response.text
+    assert response.json() == flat
+
+
+def test_infer_returns_the_request_id_and_only_the_outputs_asked(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        f"/v2/models/{MODEL}/versions/{VERSION}/infer",
+        json={
+            "id": "request-7",
+            "inputs": [features(VIRGINICA)],
+            "outputs": [{"name": "label"}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "request-7"
+    assert body["outputs"] == [
+        {"name": "label", "shape": [1], "datatype": "BYTES", "data": ["virginica"]}
+    ]
+
+
+def test_infer_accepts_a_body_without_content_type(client: TestClient) -> None:
+    content = json.dumps({"inputs": [features(SETOSA)]}).encode()
+    response = client.post(INFER, content=content)
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert output(response.json(), "label")["data"] == ["setosa"]
+
+
+def tensor_with(**changes: Any) -> dict[str, Any]:
+    return {"inputs": [{**features(SETOSA), **changes}]}
+
+
+# (body, words the error must contain): each a malformed request.
+MALFORMED = {
+    "not-json": (b"{not json", "JSON decode error"),
+    "not-utf8": (b"\xff\xfe not utf-8", "JSON decode error"),
+    "integer-too-long": (
+        b'{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32",'
+        b' "data": [1' + b"0" * 5000 + b", 1, 1, 1]}]}",
+        "error parsing the body",
+    ),
+    "not-an-object": (b"[]", "body: Input should be a valid dictionary"),
+    "no-inputs": ({"inputs": []}, "body.inputs"),
+    "two-inputs": (
+        {"inputs": [features(SETOSA), features(SETOSA)]},
+        "one input, 'features'",
+    ),
+    "unknown-input": (tensor_with(name="pixels"), "['pixels']"),
+    "unknown-field": (tensor_with(colour="blue"), "body.inputs.0.colour"),
+    "unknown-output": (
+        {"inputs": [features(SETOSA)], "outputs": [{"name": "logits"}]},
+        "unknown outputs ['logits']",
+    ),
+    "datatype": (tensor_with(datatype="INT64"), "datatype 'INT64'"),
+    "shape-rank": (tensor_with(shape=[4]), "shape [4], expected [N, 4]"),
+    "shape-features": (
+        tensor_with(shape=[1, 3], data=[1.0, 1.0, 1.0]),
+        "shape [1, 3]",
+    ),
+    "shape-no-rows": (tensor_with(shape=[0, 4], data=[]), "N >= 1"),
+    "shape-not-a-list": (tensor_with(shape="1x4"), "body.inputs.0.shape"),
+    "data-too-short": (tensor_with(data=[5.1, 3.5, 1.4]), "has 3 values"),
+    "data-too-long": (tensor_with(data=[5.1, 3.5, 1.4, 0.2, 1.0]), "has 5 values"),
+    "data-nested-wrongly": (
+        tensor_with(data=[[5.1, 3.5], [1.4, 0.2]]),
+        "nested data must be 1 rows of 4 values",
+    ),
+    "data-string": (tensor_with(data=[5.1, "3.5", 1.4, 0.2]), "'3.5', not a number"),
+    "data-boolean": (tensor_with(data=[5.1, True, 1.4, 0.2]), "True, not a number"),
+    "data-null": (tensor_with(data=[5.1, None, 1.4, 0.2]), "None, not a number"),
+    "value-out-of-range": (
+        tensor_with(data=[5.1, 3.5, 1.4, -0.2]),
+        "instance 0: petal_width: Input should be greater than 0",
+    ),
+    "value-too-large": (
+        tensor_with(data=[5.1, 3.5, 100.5, 0.2]),
+        "instance 0: petal_length: Input should be less than or equal to 100",
+    ),
+}
+# JSON that json.dumps would refuse to write: put in as raw text.
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999"]
+
+
+@pytest.mark.parametrize(("body", "reported"), MALFORMED.values(), ids=MALFORMED)
+def test_infer_answers_a_malformed_request_400_naming_the_problem(
+    client: TestClient, body: dict[str, Any] | bytes, reported: str
+) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(INFER, content=content)
+    assert response.status_code == 400, response.text
+    assert list(response.json()) == ["error"]
+    assert reported in response.json()["error"]
+
+
+@pytest.mark.parametrize("raw_value", NON_FINITE)
+def test_infer_refuses_non_finite_values(client: TestClient, raw_value: str) -> None:
+    content = json.dumps(tensor_with(data=[5.1, 3.5, 1.4, 99.0])).replace(
+        "99.0", raw_value
+    )
+    response = client.post(INFER, content=content.encode())
+    assert response.status_code == 400, response.text
+    assert "value 3 is" in response.json()["error"]
+    assert "values must be finite" in response.json()["error"]
+
+
+def test_infer_refuses_binary_tensor_data(client: TestClient) -> None:
+    response = client.post(
+        INFER,
+        content=b'{"inputs": []}\x00\x01',
+        headers={"Inference-Header-Content-Length": "14"},
+    )
+    assert response.status_code == 400, response.text
+    assert "binary tensor data is not supported" in response.json()["error"]
+
+
+def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
+    settings = Settings(_env_file=None, max_batch_size=2)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(INFER, json={"inputs": [features(*[SETOSA] * 3)]})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "at most 2 instances are allowed per request, got 3"
+    }
+
+
+def test_infer_body_over_limit_is_413() -> None:
+    settings = Settings(_env_file=None, max_body_bytes=64)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]})
+    assert response.status_code == 413, response.text
+
+
+def test_other_routes_keep_their_own_errors(client: TestClient) -> None:
+    response = client.post("/predict", json={})
+    assert response.status_code == 422, response.text
+    assert "detail" in response.json()
+
+
+def test_openapi_describes_the_protocol(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    } <= set(schema["paths"])
+    infer = schema["paths"]["/v2/models/{name}/infer"]["post"]
+    assert {"200", "400", "404"} <= set(infer["responses"])
+    assert infer["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InferenceRequest"
+    }
