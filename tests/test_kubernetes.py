@@ -9,6 +9,8 @@ manifests fails ``agreement_problems``; the drift tests below prove it does.
 from __future__ import annotations
 
 import ast
+import functools
+import lzma
 import re
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -30,6 +33,13 @@ from tests.test_render import HOSTILE
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 MANIFESTS = Path("deploy/kubernetes")
 KUSTOMIZATION = "kustomization.yaml"
+# The alternative to the base for clusters with KServe, outside the base.
+INFERENCE_SERVICE = MANIFESTS / "kserve" / "inferenceservice.yaml"
+# KServe's own CustomResourceDefinition (see tests/data/README.md).
+KSERVE_CRD = (
+    Path(__file__).parent / "data/kserve/serving.kserve.io_inferenceservices.yaml.xz"
+)
+KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 BASE_KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 # The container port's name, by which the Service and the probes refer to it.
 PORT_NAME = "http"
@@ -257,6 +267,53 @@ def pod_spec(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return objects["Deployment"]["spec"]["template"]["spec"]
 
 
+def read_inference_service(project: Path) -> dict[str, Any] | None:
+    path = project / INFERENCE_SERVICE
+    if not path.is_file():
+        return None
+    [document] = load_documents(path)
+    return document
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What a manifest says its pods run: the Deployment's, or KServe's."""
+
+    kind: str
+    annotations: dict[str, str]
+    spec: dict[str, Any]  # the pod spec (the predictor, for KServe)
+    container: dict[str, Any]
+    environment: dict[str, str]
+
+
+def pods_of(project: Path, objects: dict[str, dict[str, Any]]) -> list[Pod]:
+    template = objects["Deployment"]["spec"]["template"]
+    container = the_container(objects)
+    pods = [
+        Pod(
+            kind="Deployment",
+            annotations=template["metadata"].get("annotations", {}),
+            spec=template["spec"],
+            container=container,
+            environment=container_environment(objects, container),
+        )
+    ]
+    inference_service = read_inference_service(project)
+    if inference_service is not None:
+        predictor = inference_service["spec"]["predictor"]
+        [container] = predictor["containers"]
+        pods.append(
+            Pod(
+                kind="InferenceService",
+                annotations=predictor.get("annotations", {}),
+                spec=predictor,
+                container=container,
+                environment=container_environment(objects, container),
+            )
+        )
+    return pods
+
+
 def pre_stop_pause(container: dict[str, Any]) -> int:
     """Seconds the preStop hook waits before Kubernetes sends SIGTERM."""
     pre_stop = container.get("lifecycle", {}).get("preStop", {})
@@ -273,9 +330,31 @@ def agreement_problems(project: Path) -> list[str]:
     """Every way the manifests disagree with the app and image they deploy."""
     facts = read_service_facts(project)
     objects = read_objects(project)
-    pod = objects["Deployment"]["spec"]["template"]
-    container = the_container(objects)
-    environment = container_environment(objects, container)
+    pods = pods_of(project, objects)
+    problems = []
+    for pod in pods:
+        problems += [f"{pod.kind}: {p}" for p in pod_problems(facts, pod)]
+    port = int(pods[0].environment.get(f"{facts.env_prefix}PORT", facts.port))
+    if facts.image_port != port:
+        problems.append(f"the Dockerfile exposes {facts.image_port}, not {port}")
+    inference_service = read_inference_service(project)
+    if inference_service is not None:
+        [image] = read_kustomization(project)["images"]
+        problems += [
+            f"InferenceService: {p}"
+            for p in kserve_problems(
+                objects,
+                inference_service,
+                f"{image['newName']}:{image['newTag']}",
+                *pods,
+            )
+        ]
+    return problems
+
+
+def pod_problems(facts: ServiceFacts, pod: Pod) -> list[str]:
+    """Every way one manifest's pods disagree with the app they run."""
+    container, environment = pod.container, pod.environment
     problems = []
 
     port_variable = f"{facts.env_prefix}PORT"
@@ -286,9 +365,6 @@ def agreement_problems(project: Path) -> list[str]:
             f"containerPort {PORT_NAME!r} is {ports.get(PORT_NAME)}, but the service"
             f" listens on {port} (Settings.port default, or {port_variable})"
         )
-    if facts.image_port != port:
-        problems.append(f"the Dockerfile exposes {facts.image_port}, not {port}")
-
     for variable, value in environment.items():
         field = facts.setting_of(variable)
         if field is None:
@@ -316,8 +392,9 @@ def agreement_problems(project: Path) -> list[str]:
         if probe.get("port") != PORT_NAME:
             problems.append(f"{probe_name} port is not the named port {PORT_NAME!r}")
 
-    annotations = pod["metadata"].get("annotations", {})
-    scrape = {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
+    scrape = {
+        k: v for k, v in pod.annotations.items() if k.startswith("prometheus.io/")
+    }
     if facts.metrics_paths:
         wanted = {
             "prometheus.io/scrape": "true",
@@ -332,7 +409,7 @@ def agreement_problems(project: Path) -> list[str]:
     elif scrape:
         problems.append(f"scrape annotations {scrape}, but the app serves no metrics")
 
-    grace = pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+    grace = pod.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
     needed = facts.graceful_shutdown_seconds + pre_stop_pause(container)
     if grace <= needed:
         problems.append(
@@ -341,7 +418,7 @@ def agreement_problems(project: Path) -> list[str]:
         )
 
     user = {
-        **pod["spec"].get("securityContext", {}),
+        **pod.spec.get("securityContext", {}),
         **container.get("securityContext", {}),
     }
     if facts.image_user is None or user.get("runAsUser") != facts.image_user:
@@ -349,6 +426,72 @@ def agreement_problems(project: Path) -> list[str]:
             f"runAsUser {user.get('runAsUser')} is not the uid of the Dockerfile's"
             f" USER ({facts.image_user})"
         )
+    return problems
+
+
+# What the InferenceService must run exactly as the Deployment does.
+SAME_IN_CONTAINER = (
+    "ports",
+    "resources",
+    "startupProbe",
+    "livenessProbe",
+    "readinessProbe",
+    "lifecycle",
+    "securityContext",
+    "volumeMounts",
+)
+SAME_IN_POD = (
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "terminationGracePeriodSeconds",
+    "securityContext",
+    "volumes",
+)
+
+
+def kserve_problems(
+    objects: dict[str, dict[str, Any]],
+    inference_service: dict[str, Any],
+    base_image: str,
+    deployment: Pod,
+    kserve: Pod,
+) -> list[str]:
+    """Every way the InferenceService runs other than the base does."""
+    problems = []
+    if inference_service["apiVersion"] != KSERVE_API_VERSION:
+        problems.append(f"apiVersion is not {KSERVE_API_VERSION}")
+    for field in SAME_IN_CONTAINER:
+        if kserve.container.get(field) != deployment.container.get(field):
+            problems.append(f"the container's {field} differs from the Deployment's")
+    for field in SAME_IN_POD:
+        if kserve.spec.get(field) != deployment.spec.get(field):
+            problems.append(f"the pod's {field} differs from the Deployment's")
+    if kserve.environment != deployment.environment:
+        problems.append(
+            f"the settings {kserve.environment} differ from the Deployment's"
+            f" {deployment.environment}"
+        )
+    if kserve.annotations.get("prometheus.io/port") != deployment.annotations.get(
+        "prometheus.io/port"
+    ):
+        problems.append("the scrape port differs from the Deployment's")
+    if kserve.container.get("image") != base_image:
+        problems.append(
+            f"image {kserve.container.get('image')} is not the base's {base_image}"
+        )
+    autoscaler = objects["HorizontalPodAutoscaler"]["spec"]
+    [target] = autoscaler["metrics"]
+    scaling = {
+        "minReplicas": autoscaler["minReplicas"],
+        "maxReplicas": autoscaler["maxReplicas"],
+        "scaleMetric": target["resource"]["name"],
+        "scaleTarget": target["resource"]["target"]["averageUtilization"],
+    }
+    for field, wanted in scaling.items():
+        if kserve.spec.get(field) != wanted:
+            problems.append(
+                f"{field} is {kserve.spec.get(field)}, the autoscaler's is {wanted}"
+            )
     return problems
 
 
@@ -423,6 +566,74 @@ def test_schema_validation_rejects_a_misspelt_field(project: BakedProject) -> No
     assert schema_errors(objects["Deployment"], KUBERNETES_VERSIONS[-1]) == []
     the_container(objects)["readinesProbe"] = {}
     assert schema_errors(objects["Deployment"], KUBERNETES_VERSIONS[-1]) != []
+
+
+@functools.cache
+def inference_service_schema() -> dict[str, Any]:
+    """The v1beta1 schema of KServe's CRD, strict about unknown fields.
+
+    The API server prunes fields a structural schema does not know; rejecting
+    them instead, as kubernetes-validate's strict mode does, catches a typo.
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with lzma.open(KSERVE_CRD) as compressed:
+        crd = yaml.load(compressed, Loader=loader)  # noqa: S506 (a safe loader)
+    assert crd["spec"]["names"]["kind"] == "InferenceService"
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    return _closed(version["schema"]["openAPIV3Schema"])
+
+
+def _closed(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if (
+        "properties" in closed
+        and "additionalProperties" not in closed
+        and not closed.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+def kserve_schema_errors(document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft4Validator(inference_service_schema())
+    return [
+        f"{'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+def test_inference_service_is_valid_for_kserve(project: BakedProject) -> None:
+    inference_service = read_inference_service(project.path)
+    assert inference_service is not None
+    assert inference_service["apiVersion"] == KSERVE_API_VERSION
+    assert inference_service["kind"] == "InferenceService"
+    assert kserve_schema_errors(inference_service) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "value"),
+    [
+        ("container", "readinesProbe", {}),
+        ("container", "resources", {"requests": {"cpu": "half"}}),
+        ("predictor", "minReplicas", "two"),
+        ("predictor", "scaleMetric", "latency"),
+    ],
+)
+def test_kserve_schema_rejects_a_wrong_field(
+    project: BakedProject, where: str, field: str, value: Any
+) -> None:
+    inference_service = read_inference_service(project.path)
+    assert inference_service is not None
+    predictor = inference_service["spec"]["predictor"]
+    target = predictor["containers"][0] if where == "container" else predictor
+    target[field] = value
+    errors = kserve_schema_errors(inference_service)
+    assert errors != []
+    assert field in " ".join(errors)
 
 
 def test_kustomization_lists_exactly_the_manifests_present(
@@ -582,6 +793,54 @@ DRIFTS = {
         r'\1"4"',
         "APP_WORKERS",
     ),
+    "kserve-readiness-path-wrong": (
+        str(INFERENCE_SERVICE),
+        r"(readinessProbe:\s+httpGet:\s+path: )\S+",
+        r"\1/healthz",
+        "InferenceService: readinessProbe asks /healthz",
+    ),
+    "kserve-container-port-wrong": (
+        str(INFERENCE_SERVICE),
+        r"(containerPort: )\d+",
+        r"\g<1>9000",
+        "InferenceService: containerPort 'http' is 9000",
+    ),
+    "kserve-setting-differs": (
+        str(INFERENCE_SERVICE),
+        r'(name: APP_MAX_BATCH_SIZE\s+value: )"1000"',
+        r'\1"10"',
+        "InferenceService: the settings",
+    ),
+    "kserve-memory-differs": (
+        str(INFERENCE_SERVICE),
+        r"(limits:\s+cpu: \S+\s+memory: )256Mi",
+        r"\g<1>1Gi",
+        "the container's resources differ",
+    ),
+    "kserve-runs-as-root": (
+        str(INFERENCE_SERVICE),
+        r"runAsUser: \d+",
+        "runAsUser: 0",
+        "InferenceService: runAsUser 0",
+    ),
+    "kserve-scrape-port-wrong": (
+        str(INFERENCE_SERVICE),
+        r'prometheus.io/port: "\d+"',
+        'prometheus.io/port: "9090"',
+        "InferenceService: scrape annotations",
+    ),
+    "kserve-scales-differently": (
+        str(INFERENCE_SERVICE),
+        r"maxReplicas: \d+",
+        "maxReplicas: 3",
+        "maxReplicas is 3",
+    ),
+    "kserve-image-differs": (
+        str(INFERENCE_SERVICE),
+        r"(image: \S+):\S+",
+        r"\1:latest",
+        "is not the base's",
+    ),
     "manifest-grace-too-short": (
         "deploy/kubernetes/deployment.yaml",
         r"(terminationGracePeriodSeconds: )\d+",
@@ -712,6 +971,7 @@ def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
         for name in (
             "deployment.yaml",
             "hpa.yaml",
+            "kserve/inferenceservice.yaml",
             KUSTOMIZATION,
             "pdb.yaml",
             "service.yaml",
