@@ -223,6 +223,8 @@ async def server_ready(request: Request, response: Response) -> ServerReady:
 
 
 @router.get("")
+# The protocol's OpenAPI document spells the path with a trailing slash.
+@router.get("/", include_in_schema=False)
 async def server_metadata(request: Request) -> ServerMetadata:
     """The server's name and version."""
     return ServerMetadata(

@@ -55,8 +55,9 @@ def test_server_and_model_are_not_ready_before_model_loads(settings: Settings) -
     assert response.status_code == 503, response.text
 
 
-def test_server_metadata_names_the_server(client: TestClient) -> None:
-    response = client.get("/v2")
+@pytest.mark.parametrize("path", ["/v2", "/v2/"])
+def test_server_metadata_names_the_server(client: TestClient, path: str) -> None:
+    response = client.get(path, follow_redirects=False)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["name"] == client.app.title  # type: ignore[attr-defined]
