@@ -1,60 +1,65 @@
-"""Finish the rendered project: write the chosen LICENSE and prune what is off.
+"""Finish the rendered project: prune what is off, then say what to do next.
 
 Runs inside the new project directory. Needs no network and no Poetry.
+Removes only what this render wrote: the pre-gen hook set aside whatever was at
+a pruned path before, and this hook puts it back.
 Cookiecutter starts a fresh interpreter for each hook, so this one uses os.path:
 importing pathlib would add about a seventh to its run time.
 """
 
 import json
 import os
+import shlex
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 # The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
 ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
-LICENSES_DIR = "_licenses"
-NO_LICENSE = "Proprietary"
+SET_ASIDE = ".cookiecutter-set-aside"  # as in pre_gen_project.py
+NEXT_STEPS = """
+Created {project}. Next:
 
-# Option name -> files and directories that exist only when the option is on.
-OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
-    "include_docker": ("Dockerfile", ".dockerignore"),
-    "include_github_actions": (".github",),
-    "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
-    "include_kubernetes": ("deploy",),
-}
-
-
-def write_license(project: str, license_name: str) -> None:
-    """Move the chosen license text to LICENSE and drop the other texts."""
-    licenses = os.path.join(project, LICENSES_DIR)
-    if license_name != NO_LICENSE:
-        os.rename(
-            os.path.join(licenses, license_name), os.path.join(project, "LICENSE")
-        )
-    shutil.rmtree(licenses)
-
-
-def paths_to_prune(answers: Mapping[str, object]) -> Iterable[str]:
-    for option, paths in OPTIONAL_PATHS.items():
-        if not answers[option]:
-            yield from paths
+    cd {quoted}
+    poetry install
+    poetry run pytest
+    poetry run python -m app
+"""
 
 
 def prune(project: str, paths: Iterable[str]) -> None:
+    """Remove these paths, which this render wrote."""
     for relative in paths:
         path = os.path.join(project, relative)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.remove(path)
 
 
+def put_back(project: str, paths: Iterable[str]) -> None:
+    """Move what the pre-gen hook set aside back to where it was."""
+    store = os.path.join(project, SET_ASIDE)
+    if not os.path.isdir(store):
+        return
+    for relative in paths:
+        kept = os.path.join(store, relative)
+        if os.path.lexists(kept):
+            os.rename(kept, os.path.join(project, relative))
+    for directory, _, _ in sorted(os.walk(store), reverse=True):
+        os.rmdir(directory)  # only the empty directories the pre-gen hook made
+
+
 def main() -> None:
     answers = json.loads(ANSWERS)
     project = os.getcwd()
-    write_license(project, answers["license"])
-    prune(project, paths_to_prune(answers))
+    paths = json.loads(answers["__pruned_paths"])
+    prune(project, paths)
+    put_back(project, paths)
+    # cruft renders into temporary directories again on every update (it alone
+    # sets _commit): the steps would point there.
+    if "_commit" not in answers:
+        print(NEXT_STEPS.format(project=project, quoted=shlex.quote(project)), end="")
 
 
 if __name__ == "__main__":

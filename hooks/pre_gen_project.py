@@ -1,133 +1,51 @@
-"""Validate the answers before any file is written.
+"""Set aside the files of the user's that this render would replace, then prune.
 
-Each refusal prints one ``ERROR: ...`` line to stderr and exits 1; cookiecutter
-then removes the project directory it created for this run.
+Runs in the project directory once cookiecutter has made it (or, with -f, found
+it) and before it writes any file; the answers are already valid
+(local_extensions.py). A path that the post-gen hook will prune, if it exists
+now, is the user's: it moves to SET_ASIDE, and the post-gen hook moves it back,
+so that re-rendering over a project never replaces or deletes it.
+Cookiecutter starts a fresh interpreter for each hook, so this one uses os.path.
 """
 
-from __future__ import annotations
-
 import json
-import re
+import os
 import sys
-import unicodedata
-from collections.abc import Mapping
-
-# Type checkers take this as true. At run time it spares the hook (a fresh
-# interpreter for each render) the typing module, about a seventh of its run time.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from collections.abc import Iterable
 
 # The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
 ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
-# Lower-case letters, digits and single hyphens, starting with a letter: a valid
-# distribution name (PEP 508) and directory name, identical to its own slug.
-SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-# Kubernetes object names and label values, and DNS labels, stop at 63.
-MAX_SLUG_LENGTH = 63
-EMAIL_PATTERN = re.compile(
-    r"[^@\s\"'\\<>(),;:\[\]]+@[^@\s\"'\\<>(),;:\[\]]+\.[A-Za-z]{2,}"
-)
-# The version pattern given in PEP 440, appendix B.
-VERSION_PATTERN = re.compile(
-    r"""
-    v?
-    (?:(?P<epoch>[0-9]+)!)?
-    (?P<release>[0-9]+(?:\.[0-9]+)*)
-    (?P<pre>[-_\.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_\.]?[0-9]*)?
-    (?P<post>(?:-[0-9]+)|(?:[-_\.]?(?:post|rev|r)[-_\.]?[0-9]*))?
-    (?P<dev>[-_\.]?dev[-_\.]?[0-9]*)?
-    (?:\+(?P<local>[a-z0-9]+(?:[-_\.][a-z0-9]+)*))?
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
-# Control characters, surrogates and line or paragraph separators: they end a
-# line in package metadata, or cannot be written to TOML or UTF-8 at all.
-UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+SET_ASIDE = ".cookiecutter-set-aside"
 
 
-class InvalidAnswerError(ValueError):
-    """An answer that cannot produce a working project."""
-
-    def __init__(self, value: str, field: str, hint: str) -> None:
-        super().__init__(f"{value!r} is not a valid {field}: {hint}")
+class LeftoverError(Exception):
+    """An earlier render stopped before it put the user's files back."""
 
 
-def validate_slug(slug: str) -> None:
-    if not SLUG_PATTERN.fullmatch(slug) or len(slug) > MAX_SLUG_LENGTH:
-        raise InvalidAnswerError(
-            slug,
-            "project_slug",
-            "use lower-case letters, digits and single hyphens, starting with a letter,"
-            f" at most {MAX_SLUG_LENGTH} characters (e.g. 'iris-classifier')",
+def set_aside(project: str, paths: Iterable[str]) -> None:
+    """Move each of these paths that exists into SET_ASIDE, keeping its place."""
+    store = os.path.join(project, SET_ASIDE)
+    if os.path.lexists(store):
+        raise LeftoverError(
+            f"ERROR: {project!r} is not a valid output directory: {SET_ASIDE}/ in it"
+            " holds files an earlier render did not put back; move them back to"
+            " where they were, then remove it"
         )
-
-
-def validate_email(email: str) -> None:
-    if not EMAIL_PATTERN.fullmatch(email):
-        raise InvalidAnswerError(
-            email, "author_email", "use an address of the form 'name@example.com'"
-        )
-
-
-def validate_version(version: str) -> None:
-    if not VERSION_PATTERN.fullmatch(version):
-        raise InvalidAnswerError(
-            version, "version", "use a PEP 440 version such as '0.1.0' or '1.0.0rc1'"
-        )
-
-
-def validate_free_text(field: str, text: str) -> None:
-    if not text.strip():
-        raise InvalidAnswerError(text, field, "it must not be empty")
-    if any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in text):
-        raise InvalidAnswerError(
-            text,
-            field,
-            "it must be a single line of printable text (no tabs, line breaks"
-            " or control characters)",
-        )
-
-
-def validate_author_name(name: str) -> None:
-    validate_free_text("author_name", name)
-    if "," in name:
-        raise InvalidAnswerError(
-            name,
-            "author_name",
-            "package metadata cannot hold a comma in an author name"
-            " (write 'Jane Doe', not 'Doe, Jane')",
-        )
-
-
-def validate_options(answers: Mapping[str, object]) -> None:
-    if answers["include_kubernetes"] and not answers["include_docker"]:
-        raise InvalidAnswerError(
-            "include_kubernetes=yes with include_docker=no",
-            "combination of options",
-            "the Kubernetes manifests deploy the container image, so answer yes"
-            " to include_docker too (or no to include_kubernetes)",
-        )
-
-
-def validate_answers(answers: Mapping[str, Any]) -> None:
-    for field in FREE_TEXT_FIELDS:
-        validate_free_text(field, answers[field])
-    validate_author_name(answers["author_name"])
-    validate_slug(answers["project_slug"])
-    validate_email(answers["author_email"])
-    validate_version(answers["version"])
-    validate_options(answers)
+    for relative in paths:
+        path = os.path.join(project, relative)
+        if os.path.lexists(path):
+            kept = os.path.join(store, relative)
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            os.rename(path, kept)
 
 
 def main() -> None:
     answers = json.loads(ANSWERS)
     try:
-        validate_answers(answers)
-    except InvalidAnswerError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
+        set_aside(os.getcwd(), json.loads(answers["__pruned_paths"]))
+    except LeftoverError as error:
+        print(error, file=sys.stderr)
         sys.exit(1)
 
 

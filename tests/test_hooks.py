@@ -1,13 +1,16 @@
-"""Unit tests of the hooks' functions, imported from the template's hooks/."""
+"""Unit tests of the answers' rules (local_extensions.py) and of the hooks."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from cookiecutter.exceptions import FailedHookException
 
-from tests.bake import TEMPLATE
+import local_extensions as rules
+from tests.bake import DEFAULTS, TEMPLATE
 
 
 def load_hook(name: str) -> ModuleType:
@@ -25,10 +28,16 @@ def load_hook(name: str) -> ModuleType:
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
 
+VALID_ANSWERS = {key: value for key, value in DEFAULTS.items() if key[0] != "_"} | {
+    "project_slug": "iris-classifier",
+    "python_version": "3.11",
+    "license": "MIT",
+}
+
 
 @pytest.mark.parametrize("slug", ["iris", "iris-classifier", "model2", "a1-b2-c3"])
 def test_validate_slug_accepts(slug: str) -> None:
-    pre_gen.validate_slug(slug)
+    rules.validate_slug(slug)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +48,8 @@ def test_validate_slug_accepts(slug: str) -> None:
         "a/../b",
         "..",
         "a/b",
+        "../x",
+        "/tmp/x",
         "1model",
         "-model",
         "_model",
@@ -49,17 +60,34 @@ def test_validate_slug_accepts(slug: str) -> None:
         "modèle",
         ".model",
         "a" * 64,
+        "a" * 300,
     ],
 )
 def test_validate_slug_refuses(slug: str) -> None:
-    with pytest.raises(pre_gen.InvalidAnswerError) as raised:
-        pre_gen.validate_slug(slug)
+    with pytest.raises(rules.InvalidAnswerError) as raised:
+        rules.validate_slug(slug)
     assert str(raised.value).startswith(f"{slug!r} is not a valid project_slug: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Iris Classifier", "iris-classifier"),
+        ("3D Fraud Scorer", "service-3d-fraud-scorer"),
+        ("😀", "service"),
+        ("Naïve  Bayes__v2", "naive-bayes-v2"),
+        ("ab " * 40, "-".join(["ab"] * 21)),
+        ("x" * 70, "x" * 63),
+    ],
+)
+def test_default_slug_is_the_name_made_valid(name: str, slug: str) -> None:
+    assert rules.default_slug(name) == slug
+    rules.validate_slug(slug)
 
 
 @pytest.mark.parametrize("email", ["jane@example.com", "j.doe+ml@sub.example.org"])
 def test_validate_email_accepts(email: str) -> None:
-    pre_gen.validate_email(email)
+    rules.validate_email(email)
 
 
 @pytest.mark.parametrize(
@@ -76,54 +104,152 @@ def test_validate_email_accepts(email: str) -> None:
     ],
 )
 def test_validate_email_refuses(email: str) -> None:
-    with pytest.raises(pre_gen.InvalidAnswerError, match="is not a valid author_email"):
-        pre_gen.validate_email(email)
+    with pytest.raises(rules.InvalidAnswerError, match="is not a valid author_email"):
+        rules.validate_email(email)
 
 
 @pytest.mark.parametrize(
-    "version", ["0.1.0", "1.0", "2024.1", "1.0.0rc1", "1.0.post2", "1.0.dev3", "1!2.0"]
+    "version",
+    ["0.1.0", "1.0", "2024.1", "1.0.0rc1", "1.0.post2", "1.0.dev3", "1!2.0", "1" * 128],
 )
 def test_validate_version_accepts(version: str) -> None:
-    pre_gen.validate_version(version)
+    rules.validate_version(version)
 
 
-@pytest.mark.parametrize("version", ["", "one", "1.0.0-beta+", "1..0", "v", "1.0 "])
+@pytest.mark.parametrize(
+    "version", ["", "one", "1.0.0-beta+", "1..0", "v", "1.0 ", "1" * 129]
+)
 def test_validate_version_refuses(version: str) -> None:
-    with pytest.raises(pre_gen.InvalidAnswerError, match="is not a valid version"):
-        pre_gen.validate_version(version)
+    with pytest.raises(rules.InvalidAnswerError, match="is not a valid version"):
+        rules.validate_version(version)
+
+
+@pytest.mark.parametrize(
+    ("version", "tag"),
+    [("0.1.0", "0.1.0"), ("1!2.0+local.7", "1-2.0-local.7"), ("v1.0_rc1", "v1.0_rc1")],
+)
+def test_image_tag_replaces_what_tags_cannot_hold(version: str, tag: str) -> None:
+    assert rules.image_tag(version) == tag
 
 
 @pytest.mark.parametrize(
     "text", ["", "   ", "two\nlines", "tab\there", "nul\x00", "\u2028"]
 )
 def test_validate_free_text_refuses_blank_or_multiline(text: str) -> None:
-    with pytest.raises(pre_gen.InvalidAnswerError, match="is not a valid description"):
-        pre_gen.validate_free_text("description", text)
+    with pytest.raises(rules.InvalidAnswerError, match="is not a valid description"):
+        rules.validate_free_text("description", text)
 
 
 def test_validate_free_text_accepts_hostile_printable_text() -> None:
-    pre_gen.validate_free_text("description", 'Bob "B" O\'Brien \\ {x} #1 ñ 日本 😀')
+    rules.validate_free_text("description", 'Bob "B" O\'Brien \\ {x} #1 ñ 日本 😀')
 
 
 def test_validate_author_name_refuses_comma() -> None:
-    with pytest.raises(pre_gen.InvalidAnswerError, match="comma"):
-        pre_gen.validate_author_name("Doe, Jane")
+    with pytest.raises(rules.InvalidAnswerError, match="comma"):
+        rules.validate_author_name("Doe, Jane")
 
 
-def test_write_license_keeps_chosen_text(tmp_path: Path) -> None:
-    (tmp_path / "_licenses").mkdir()
-    for name in ("MIT", "Apache-2.0"):
-        (tmp_path / "_licenses" / name).write_text(f"{name} text")
-    post_gen.write_license(tmp_path, "Apache-2.0")
-    assert (tmp_path / "LICENSE").read_text() == "Apache-2.0 text"
-    assert not (tmp_path / "_licenses").exists()
+def test_validate_answers_filter_passes_valid_answers() -> None:
+    assert rules.refuse_invalid_answers(VALID_ANSWERS) == ""
 
 
-def test_write_license_proprietary_writes_none(tmp_path: Path) -> None:
-    (tmp_path / "_licenses").mkdir()
-    (tmp_path / "_licenses" / "MIT").write_text("MIT text")
-    post_gen.write_license(tmp_path, "Proprietary")
-    assert list(tmp_path.iterdir()) == []
+def test_validate_answers_filter_raises_failed_hook_with_one_line() -> None:
+    with pytest.raises(FailedHookException) as raised:
+        rules.refuse_invalid_answers(VALID_ANSWERS | {"version": "one"})
+    assert str(raised.value) == (
+        "ERROR: 'one' is not a valid version: use a PEP 440 version such as '0.1.0'"
+        " or '1.0.0rc1'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "markdown"),
+    [
+        ("a*b_c\\d [e](f) #1 ü", "a\\*b\\_c\\\\d \\[e\\](f) \\#1 ü"),
+        ("A machine-learning model.", "A machine-learning model."),
+        ("1. first", "1\\. first"),
+        ("2024) year", "2024\\) year"),
+        ("- item", "\\- item"),
+        ("  spaced  ", "spaced"),
+    ],
+)
+def test_markdown_text_escapes_what_markdown_would_read(
+    text: str, markdown: str
+) -> None:
+    assert rules.markdown_text(text) == markdown
+
+
+def test_pruned_paths_follow_the_options_and_license() -> None:
+    answers = VALID_ANSWERS | dict.fromkeys(rules.OPTIONAL_PATHS, False)
+    assert rules.pruned_paths(answers | {"license": "Proprietary"}) == [
+        *(path for paths in rules.OPTIONAL_PATHS.values() for path in paths),
+        "LICENSE",
+        "_licenses",
+    ]
+    on = VALID_ANSWERS | dict.fromkeys(rules.OPTIONAL_PATHS, True)
+    assert rules.pruned_paths(on) == ["_licenses"]
+
+
+def test_optional_paths_exist_in_the_template() -> None:
+    project = TEMPLATE / "{{cookiecutter.project_slug}}"
+    for paths in rules.OPTIONAL_PATHS.values():
+        for path in paths:
+            assert (project / path).exists(), path
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): path.read_text()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+USER_FILES = {
+    "Dockerfile": "FROM theirs",
+    "deploy/terraform/main.tf": "terraform {}",
+    ".github/CODEOWNERS": "* @them",
+    "app/main.py": "print('not pruned, not set aside')",
+}
+
+
+def test_set_aside_moves_only_existing_pruned_paths(tmp_path: Path) -> None:
+    write(tmp_path, USER_FILES)
+    pre_gen.set_aside(tmp_path, ["Dockerfile", "deploy", ".github", "absent.txt"])
+    assert tree(tmp_path) == {
+        f"{pre_gen.SET_ASIDE}/{path}": text
+        for path, text in USER_FILES.items()
+        if path != "app/main.py"
+    } | {"app/main.py": USER_FILES["app/main.py"]}
+
+
+def test_set_aside_refuses_a_leftover_store(tmp_path: Path) -> None:
+    (tmp_path / pre_gen.SET_ASIDE).mkdir()
+    with pytest.raises(pre_gen.LeftoverError, match="is not a valid output directory"):
+        pre_gen.set_aside(tmp_path, [])
+
+
+def test_prune_then_put_back_keeps_only_the_users_files(tmp_path: Path) -> None:
+    write(tmp_path, USER_FILES)
+    paths = ["Dockerfile", "deploy", ".github", "LICENSE"]
+    pre_gen.set_aside(tmp_path, paths)
+    rendered = {
+        "Dockerfile": "FROM ours",
+        "deploy/kubernetes/service.yaml": "kind: Service",
+        ".github/workflows/ci.yml": "on: push",
+        "LICENSE": "",
+    }
+    write(tmp_path, rendered)
+    post_gen.prune(tmp_path, paths)
+    post_gen.put_back(tmp_path, paths)
+    assert tree(tmp_path) == USER_FILES
+    assert not (tmp_path / post_gen.SET_ASIDE).exists()
 
 
 def test_prune_removes_files_and_directories(tmp_path: Path) -> None:
@@ -132,3 +258,12 @@ def test_prune_removes_files_and_directories(tmp_path: Path) -> None:
     (tmp_path / "kept.txt").write_text("kept")
     post_gen.prune(tmp_path, ["Dockerfile", ".github", "absent.txt"])
     assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
+
+
+def test_hooks_agree_on_where_files_are_set_aside() -> None:
+    assert pre_gen.SET_ASIDE == post_gen.SET_ASIDE
+
+
+def test_pruned_paths_filter_renders_json() -> None:
+    answers = VALID_ANSWERS | {"include_docker": False}
+    assert json.loads(rules.pruned_paths_json(answers)) == rules.pruned_paths(answers)

@@ -20,7 +20,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 
 from tests.bake import DEFAULTS, BakedProject, bake, template_residue
-from tests.test_hooks import post_gen, pre_gen
+import local_extensions as rules
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +34,8 @@ PYTHONS = DEFAULTS["python_version"]
 
 def is_refused(answers: dict[str, Any]) -> bool:
     try:
-        pre_gen.validate_options(answers)
-    except pre_gen.InvalidAnswerError:
+        rules.validate_options(answers)
+    except rules.InvalidAnswerError:
         return True
     return False
 
@@ -97,7 +97,7 @@ def ruff_findings(renders: dict[str, BakedProject]) -> dict[Path, list[str]]:
 def expected_files(all_on: list[str], answers: dict[str, Any]) -> list[str]:
     pruned = [
         path
-        for option, paths in post_gen.OPTIONAL_PATHS.items()
+        for option, paths in rules.OPTIONAL_PATHS.items()
         if not answers[option]
         for path in paths
     ]

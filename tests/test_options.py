@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.bake import DEFAULTS, BakedProject, bake
-from tests.test_hooks import post_gen
+import local_extensions as rules
 
 OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
 # Words that mention an option; none may be left in a render with it off.
@@ -30,14 +30,14 @@ def mentions(project: BakedProject, pattern: str) -> list[str]:
 
 
 def test_every_option_is_covered_by_this_module() -> None:
-    assert set(OPTIONS) == set(MENTIONS) == set(post_gen.OPTIONAL_PATHS)
+    assert set(OPTIONS) == set(MENTIONS) == set(rules.OPTIONAL_PATHS)
     assert {option for option in OPTIONS if not DEFAULTS[option]} == DEFAULT_OFF
 
 
 @pytest.mark.parametrize("option", OPTIONS)
 def test_option_on_renders_its_files(output_dir: Path, option: str) -> None:
     project = bake(output_dir, **{option: True})
-    for path in post_gen.OPTIONAL_PATHS[option]:
+    for path in rules.OPTIONAL_PATHS[option]:
         assert (project.path / path).exists(), path
     assert mentions(project, MENTIONS[option])
 
@@ -45,7 +45,7 @@ def test_option_on_renders_its_files(output_dir: Path, option: str) -> None:
 @pytest.mark.parametrize("option", OPTIONS)
 def test_option_off_leaves_no_file_or_mention(output_dir: Path, option: str) -> None:
     project = bake(output_dir, **{option: False})
-    for path in post_gen.OPTIONAL_PATHS[option]:
+    for path in rules.OPTIONAL_PATHS[option]:
         assert not (project.path / path).exists(), path
     assert mentions(project, MENTIONS[option]) == []
     project.assert_ruff_clean()

@@ -1,0 +1,226 @@
+"""The answers' rules and derived values, as Jinja filters for cookiecutter.json.
+
+Cookiecutter renders the ``__`` variables of cookiecutter.json after the prompts
+and before it creates anything, so ``__validate`` refuses a bad answer while
+nothing exists yet: not the project directory, not a parent of it, not the
+replay file. A refusal raises cookiecutter's ``FailedHookException`` with one
+``ERROR: '<value>' is not a valid <field>: <what would be>`` line, which the
+cookiecutter command prints before exiting 1.
+
+Cookiecutter finds this module because it puts the template's root on
+``sys.path`` while it renders (``_extensions`` in cookiecutter.json).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unicodedata
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from cookiecutter.exceptions import FailedHookException
+from jinja2 import Environment
+from jinja2.ext import Extension
+from slugify import slugify
+
+# Lower-case letters, digits and single hyphens, starting with a letter: a valid
+# distribution name (PEP 508), directory name, image name and Kubernetes Service
+# name (an RFC 1035 label, which must start with a letter), equal to its own slug.
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+# Kubernetes object names and label values, and DNS labels, stop at 63.
+MAX_SLUG_LENGTH = 63
+# Put in front of a name's slug that does not start with a letter ("3D Scorer").
+SLUG_PREFIX = "service"
+EMAIL_PATTERN = re.compile(
+    r"[^@\s\"'\\<>(),;:\[\]]+@[^@\s\"'\\<>(),;:\[\]]+\.[A-Za-z]{2,}"
+)
+# The version pattern given in PEP 440, appendix B.
+VERSION_PATTERN = re.compile(
+    r"""
+    v?
+    (?:(?P<epoch>[0-9]+)!)?
+    (?P<release>[0-9]+(?:\.[0-9]+)*)
+    (?P<pre>[-_\.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_\.]?[0-9]*)?
+    (?P<post>(?:-[0-9]+)|(?:[-_\.]?(?:post|rev|r)[-_\.]?[0-9]*))?
+    (?P<dev>[-_\.]?dev[-_\.]?[0-9]*)?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_\.][a-z0-9]+)*))?
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+# A container image tag (the OCI distribution spec): the version becomes one.
+IMAGE_TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_IMAGE_TAG_LENGTH = 128
+FREE_TEXT_FIELDS = ("project_name", "description", "author_name")
+# Control characters, surrogates and line or paragraph separators: they end a
+# line in package metadata, or cannot be written to TOML or UTF-8 at all.
+UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# What Markdown reads as markup anywhere in a line: escapes, code, emphasis,
+# links, HTML, entities, heading marks, lists, tables and strike-through.
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&#+|~])")
+# What starts a list or a rule only at the start of a line: "-", "1." and "1)".
+MARKDOWN_LINE_START = re.compile(r"^([0-9]{1,9}(?=[.)])|(?=-))")
+
+# Option -> paths (files or directories) that exist only when it is on. The
+# post-gen hook removes them when it is off, keeping whatever was there before.
+OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
+    "include_docker": ("Dockerfile", ".dockerignore"),
+    "include_github_actions": (".github",),
+    "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
+    "include_kubernetes": ("deploy",),
+}
+# The license texts LICENSE is rendered from; no LICENSE at all for this one.
+LICENSE_TEXTS = "_licenses"
+NO_LICENSE = "Proprietary"
+
+
+class InvalidAnswerError(ValueError):
+    """An answer that cannot produce a working project."""
+
+    def __init__(self, value: str, field: str, hint: str) -> None:
+        super().__init__(f"{value!r} is not a valid {field}: {hint}")
+
+
+def validate_slug(slug: str) -> None:
+    if not SLUG_PATTERN.fullmatch(slug) or len(slug) > MAX_SLUG_LENGTH:
+        raise InvalidAnswerError(
+            slug,
+            "project_slug",
+            "use lower-case letters, digits and single hyphens, starting with a letter,"
+            f" at most {MAX_SLUG_LENGTH} characters (e.g. 'iris-classifier')",
+        )
+
+
+def validate_email(email: str) -> None:
+    if not EMAIL_PATTERN.fullmatch(email):
+        raise InvalidAnswerError(
+            email, "author_email", "use an address of the form 'name@example.com'"
+        )
+
+
+def validate_version(version: str) -> None:
+    if not VERSION_PATTERN.fullmatch(version):
+        raise InvalidAnswerError(
+            version, "version", "use a PEP 440 version such as '0.1.0' or '1.0.0rc1'"
+        )
+    if len(version) > MAX_IMAGE_TAG_LENGTH:
+        raise InvalidAnswerError(
+            version,
+            "version",
+            f"use at most {MAX_IMAGE_TAG_LENGTH} characters: the version is also"
+            " the container image's tag",
+        )
+
+
+def validate_free_text(field: str, text: str) -> None:
+    if not text.strip():
+        raise InvalidAnswerError(text, field, "it must not be empty")
+    if any(unicodedata.category(char) in UNPRINTABLE_CATEGORIES for char in text):
+        raise InvalidAnswerError(
+            text,
+            field,
+            "it must be a single line of printable text (no tabs, line breaks"
+            " or control characters)",
+        )
+
+
+def validate_author_name(name: str) -> None:
+    validate_free_text("author_name", name)
+    if "," in name:
+        raise InvalidAnswerError(
+            name,
+            "author_name",
+            "package metadata cannot hold a comma in an author name"
+            " (write 'Jane Doe', not 'Doe, Jane')",
+        )
+
+
+def validate_options(answers: Mapping[str, Any]) -> None:
+    if answers["include_kubernetes"] and not answers["include_docker"]:
+        raise InvalidAnswerError(
+            "include_kubernetes=yes with include_docker=no",
+            "combination of options",
+            "the Kubernetes manifests deploy the container image, so answer yes"
+            " to include_docker too (or no to include_kubernetes)",
+        )
+
+
+def validate_answers(answers: Mapping[str, Any]) -> None:
+    """Refuse the first answer that cannot produce a working project."""
+    for field in FREE_TEXT_FIELDS:
+        validate_free_text(field, answers[field])
+    validate_author_name(answers["author_name"])
+    validate_slug(answers["project_slug"])
+    validate_email(answers["author_email"])
+    validate_version(answers["version"])
+    validate_options(answers)
+
+
+def refuse_invalid_answers(answers: Mapping[str, Any]) -> str:
+    """The ``validate_answers`` filter: nothing if the answers are valid."""
+    try:
+        validate_answers(answers)
+    except InvalidAnswerError as error:
+        raise FailedHookException(f"ERROR: {error}") from None
+    return ""
+
+
+def default_slug(project_name: str) -> str:
+    """A valid project_slug for this name: its words, lower-case and hyphenated."""
+    words = [word for word in slugify(project_name).split("-") if word]
+    if not words or not words[0][0].isalpha():
+        words.insert(0, SLUG_PREFIX)
+    slug = words[0][:MAX_SLUG_LENGTH]
+    for word in words[1:]:
+        if len(slug) + 1 + len(word) > MAX_SLUG_LENGTH:
+            break
+        slug = f"{slug}-{word}"
+    return slug
+
+
+def image_tag(version: str) -> str:
+    """The container image tag for a valid version: ``!`` and ``+`` become ``-``."""
+    return version.replace("!", "-").replace("+", "-")
+
+
+def markdown_text(text: str) -> str:
+    """One line that Markdown shows as this text, spaces around it aside."""
+    escaped = MARKDOWN_MARKUP.sub(r"\\\1", text.strip())
+    return MARKDOWN_LINE_START.sub(r"\1\\", escaped)
+
+
+def pruned_paths(answers: Mapping[str, Any]) -> list[str]:
+    """The paths the post-gen hook removes for these answers."""
+
+    def paths() -> Iterator[str]:
+        for option, optional in OPTIONAL_PATHS.items():
+            if not answers[option]:
+                yield from optional
+        if answers["license"] == NO_LICENSE:
+            yield "LICENSE"
+        yield LICENSE_TEXTS
+
+    return list(paths())
+
+
+def pruned_paths_json(answers: Mapping[str, Any]) -> str:
+    return json.dumps(pruned_paths(answers))
+
+
+class AnswerFilters(Extension):
+    """Adds this module's filters to cookiecutter's Jinja environment."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        environment.filters.update(
+            validate_answers=refuse_invalid_answers,
+            default_slug=default_slug,
+            image_tag=image_tag,
+            markdown_text=markdown_text,
+            pruned_paths=pruned_paths_json,
+        )
+        # cruft renders two commits of the template in one process when it
+        # updates a project: forgetting this module makes each commit's render
+        # import its own copy rather than the first one imported.
+        sys.modules.pop(__name__, None)
