@@ -49,7 +49,7 @@ def test_validate_slug_accepts(slug: str) -> None:
         "..",
         "a/b",
         "../x",
-        "/tmp/x",
+        "/srv/x",
         "1model",
         "-model",
         "_model",

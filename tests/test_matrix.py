@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.bake import DEFAULTS, BakedProject, bake, template_residue
 import local_extensions as rules
+from tests.bake import DEFAULTS, BakedProject, bake, template_residue
 
 pytestmark = pytest.mark.slow
 

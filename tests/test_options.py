@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import DEFAULTS, BakedProject, bake
 import local_extensions as rules
+from tests.bake import DEFAULTS, BakedProject, bake
 
 OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
 # Words that mention an option; none may be left in a render with it off.
