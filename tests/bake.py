@@ -236,17 +236,23 @@ def wait_until_ready(
 
 
 def run_cli(
-    output_dir: Path, *answers: str, input_text: str | None = None
+    output_dir: Path,
+    *answers: str,
+    input_text: str | None = None,
+    config_file: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the cookiecutter command line, as a user would."""
     no_input = [] if input_text is not None else ["--no-input"]
+    config = ["--default-config"]
+    if config_file is not None:
+        config = ["--config-file", str(config_file)]
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "cookiecutter",
             *no_input,
-            "--default-config",
+            *config,
             "--output-dir",
             str(output_dir),
             str(TEMPLATE),

@@ -1,12 +1,17 @@
 """What the template renders, read without installing anything."""
 
+import json
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from cookiecutter.exceptions import FailedHookException
+from markdown_it import MarkdownIt
 
+import local_extensions as rules
 from tests.bake import (
     DEFAULTS,
     TEMPLATE,
@@ -27,6 +32,7 @@ DEFAULT_FILES = [
     "README.md",
     "app/__init__.py",
     "app/__main__.py",
+    "app/about.json",
     "app/config.py",
     "app/inference_protocol.py",
     "app/logs.py",
@@ -156,15 +162,36 @@ def test_each_python_version_renders_clean(
     project.assert_ruff_clean()
 
 
+def markdown_blocks(text: str) -> list[tuple[str, str]]:
+    """Each block of a Markdown text: its kind, and the plain text of its line."""
+    blocks: list[tuple[str, str]] = []
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type == "inline":
+            kinds = {child.type for child in token.children or []}
+            plain = "".join(child.content for child in token.children or [])
+            blocks[-1] = (f"{blocks[-1][0]} {sorted(kinds)}", plain)
+        elif token.nesting == 1 or token.type in ("fence", "hr", "html_block"):
+            blocks.append((token.type, token.content))
+    return blocks
+
+
+def assert_readme_shows(project: BakedProject, name: str, description: str) -> None:
+    """The README's title and summary read as the answers, in Markdown as rendered."""
+    blocks = markdown_blocks(project.read("README.md"))
+    assert blocks[:2] == [
+        ("heading_open ['text']", name.strip()),
+        ("paragraph_open ['text']", description.strip()),
+    ]
+
+
 def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
     pyproject = tomllib.loads(project.read("pyproject.toml"))["project"]
     assert pyproject["keywords"][0] == answers["project_name"]
     assert pyproject["description"] == answers["description"]
     assert pyproject["authors"][0]["name"] == answers["author_name"]
-    readme = project.read("README.md")
-    assert readme.startswith(
-        f"# {answers['project_name']}\n\n{answers['description']}\n"
-    )
+    assert_readme_shows(project, answers["project_name"], answers["description"])
+    about = json.loads(project.read("app/about.json"))
+    assert about["name"] == answers["project_name"]
     assert answers["author_name"] in project.read("LICENSE")
     for relative in project.files():
         if relative.endswith(".py"):
@@ -196,31 +223,238 @@ def test_hostile_typed_answers_round_trip_with_jinja_delimiters(
     assert_round_trip(BakedProject(output_dir / "lab-model"), answers)
 
 
+def test_hostile_name_keeps_the_readme_markdown(
+    output_dir: Path, default_project: BakedProject
+) -> None:
+    name = 'Bob "B" O\'Brien \\ {x} *_ # [a](b) <i> &amp; `c` ~~d~~ 1.'
+    project = bake(output_dir, project_name=name, project_slug="bob")
+    hostile = markdown_blocks(project.read("README.md"))
+    default = markdown_blocks(default_project.read("README.md"))
+    assert hostile[0] == ("heading_open ['text']", name)
+    assert [kind for kind, _ in hostile] == [kind for kind, _ in default]
+
+
+def test_template_renders_the_project_from_its_slug_directory(
+    default_project: BakedProject,
+) -> None:
+    assert (TEMPLATE / "{{cookiecutter.project_slug}}").is_dir()
+    assert default_project.path.name == DEFAULTS["project_name"].lower().replace(
+        " ", "-"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("3D Fraud Scorer", "service-3d-fraud-scorer"), ("😀", "service")],
+)
+def test_derived_slug_of_an_awkward_name_renders(
+    output_dir: Path, name: str, slug: str
+) -> None:
+    project = bake(output_dir, project_name=name)
+    assert project.path == output_dir / slug
+    assert project.pyproject()["project"]["name"] == slug
+
+
+def test_successful_render_prints_the_next_steps(output_dir: Path) -> None:
+    result = run_cli(output_dir)
+    assert result.returncode == 0, result.stderr
+    project = output_dir / "iris-classifier"
+    assert result.stdout.splitlines()[-5:] == [
+        "",
+        f"    cd {project}",
+        "    poetry install",
+        "    poetry run pytest",
+        "    poetry run python -m app",
+    ]
+
+
+YAML_WORDS = ["null", "yes", "no", "true", "false", "on", "off"]
+PROBE_SLUG = "probe-slug"
+
+
+def yaml_documents(project: BakedProject) -> dict[str, list[Any]]:
+    return {
+        relative: list(yaml.safe_load_all(project.read(relative)))
+        for relative in project.files()
+        if relative.endswith((".yaml", ".yml"))
+    }
+
+
+def replaced(value: Any, old: str, new: str) -> Any:
+    """This parsed YAML value with every string's ``old`` made ``new``."""
+    if isinstance(value, dict):
+        return {replaced(k, old, new): replaced(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replaced(item, old, new) for item in value]
+    if isinstance(value, str):
+        return value.replace(old, new)
+    return value
+
+
+@pytest.fixture(scope="module")
+def probe_yaml(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
+    """Every YAML file of an all-options render whose slug no parser misreads."""
+    project = bake(
+        tmp_path_factory.mktemp("probe"),
+        project_slug=PROBE_SLUG,
+        include_kubernetes=True,
+    )
+    return yaml_documents(project)
+
+
+@pytest.mark.parametrize("slug", YAML_WORDS)
+def test_yaml_reads_every_slug_back_as_the_same_string(
+    output_dir: Path, probe_yaml: dict[str, list[Any]], slug: str
+) -> None:
+    project = bake(output_dir, project_slug=slug, include_kubernetes=True)
+    assert project.has_file("deploy/kubernetes/service.yaml")
+    documents = yaml_documents(project)
+    assert documents == replaced(probe_yaml, PROBE_SLUG, slug)
+    service = documents["deploy/kubernetes/service.yaml"][0]
+    assert service["metadata"]["name"] == slug
+
+
+@pytest.mark.parametrize("version", ["1.0", "1!2.0+local.build.7", "3" * 128])
+def test_image_tag_is_a_valid_tag(output_dir: Path, version: str) -> None:
+    project = bake(output_dir, version=version, include_kubernetes=True)
+    (kustomization,) = yaml_documents(project)["deploy/kubernetes/kustomization.yaml"]
+    (image,) = kustomization["images"]
+    assert rules.IMAGE_TAG_PATTERN.fullmatch(image["newTag"]), image["newTag"]
+    assert image["newTag"] == rules.image_tag(version)
+
+
+SLUG_HINT = (
+    "use lower-case letters, digits and single hyphens, starting with a letter,"
+    " at most 63 characters (e.g. 'iris-classifier')"
+)
 INVALID_ANSWERS = [
     ("project_slug", "my project"),
     ("project_slug", "a/../b"),
+    ("project_slug", "a/b"),
     ("project_slug", ".."),
+    ("project_slug", "../x"),
+    ("project_slug", "/srv/absolute"),
     ("project_slug", ""),
+    ("project_slug", "a" * 300),
     ("project_slug", "1st-model"),
     ("project_slug", "-model"),
     ("author_email", "not-an-email"),
     ("version", "one.two"),
+    ("version", "1" * 129),
     ("description", "   "),
     ("author_name", "Doe, Jane"),
 ]
 
 
-@pytest.mark.parametrize(("field", "value"), INVALID_ANSWERS)
+def expected_refusal(field: str, value: str) -> str:
+    """Our line for this answer, as the rules word it."""
+    answers = {
+        key: value for key, value in DEFAULTS.items() if not key.startswith("_")
+    } | {"project_slug": "iris-classifier", field: value}
+    with pytest.raises(FailedHookException) as raised:
+        rules.refuse_invalid_answers(answers)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), INVALID_ANSWERS, ids=lambda value: value[:20] or "empty"
+)
 def test_invalid_answer_is_refused_by_the_cli_leaving_nothing(
-    output_dir: Path, field: str, value: str
+    tmp_path: Path, field: str, value: str
 ) -> None:
-    result = run_cli(output_dir, f"{field}={value}")
-    assert result.returncode != 0
-    assert f"ERROR: {value!r} is not a valid {field}: " in result.stderr
-    assert list(output_dir.iterdir()) == []
+    output_dir = tmp_path / "not" / "yet"  # cookiecutter would make it
+    replay_dir = tmp_path / "replay"
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"replay_dir": str(replay_dir)}))
+    result = run_cli(output_dir, f"{field}={value}", config_file=config)
+    line = expected_refusal(field, value)
+    assert line.startswith(f"ERROR: {value!r} is not a valid {field}: ")
+    assert (result.returncode, result.stdout + result.stderr) == (1, line + "\n")
+    assert sorted(tmp_path.iterdir()) == [config]  # no output, no replay
+    assert not Path("/srv/absolute").exists()
+
+
+def test_slug_refusal_says_what_would_be_valid() -> None:
+    assert expected_refusal("project_slug", "a/b") == (
+        f"ERROR: 'a/b' is not a valid project_slug: {SLUG_HINT}"
+    )
 
 
 def test_invalid_answer_raises_failed_hook(output_dir: Path) -> None:
-    with pytest.raises(FailedHookException):
+    with pytest.raises(FailedHookException, match=r"^ERROR: 'not a version' is"):
         bake(output_dir, version="not a version")
     assert list(output_dir.iterdir()) == []
+
+
+# A file of the user's under every path a render with every option off prunes,
+# and one beside each, where the template writes nothing.
+USER_FILES = {
+    "Dockerfile": "FROM their-base\n",
+    ".dockerignore": "their-secrets/\n",
+    ".github/CODEOWNERS": "* @their-team\n",
+    ".github/workflows/ci.yml": "name: their CI\n",
+    ".github/workflows/release.yml": "name: their release\n",
+    "deploy/terraform/main.tf": "terraform {}\n",
+    "deploy/kubernetes/their-ingress.yaml": "kind: Ingress\n",
+    "app/metrics.py": "THEIR_METRICS = True\n",
+    "tests/test_metrics.py": "def test_theirs() -> None: ...\n",
+    "LICENSE": "Their own terms.\n",
+    "_licenses/NOTICE": "Their notice.\n",
+    "notes/todo.md": "their notes\n",
+}
+ALL_OFF = dict.fromkeys(rules.OPTIONAL_PATHS, False) | {"license": "Proprietary"}
+
+
+def user_project(output_dir: Path) -> Path:
+    project = output_dir / "iris-classifier"
+    for relative, text in USER_FILES.items():
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(text)
+    return project
+
+
+def read_user_files(project: Path) -> dict[str, str]:
+    return {
+        relative: (project / relative).read_text()
+        for relative in USER_FILES
+        if (project / relative).is_file()
+    }
+
+
+@pytest.mark.parametrize("flags", [["-f"], ["-f", "-s"]], ids=" ".join)
+def test_overwrite_keeps_every_user_file_at_pruned_paths(
+    output_dir: Path, flags: list[str]
+) -> None:
+    project = user_project(output_dir)
+    answers = [f"{key}={value or 'no'}" for key, value in ALL_OFF.items()]
+    result = run_cli(output_dir, *flags, *answers)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_user_files(project) == USER_FILES
+    assert BakedProject(project).has_file("app/main.py")  # the render happened
+    assert not (project / ".cookiecutter-set-aside").exists()
+
+
+def test_overwrite_with_skip_keeps_the_users_license(output_dir: Path) -> None:
+    project = user_project(output_dir)
+    result = run_cli(output_dir, "-f", "-s", "license=MIT")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Cookiecutter's -s skips a rendered file that exists (it still copies the
+    # files listed in _copy_without_render, such as app/metrics.py).
+    for relative in ("LICENSE", "Dockerfile", ".github/workflows/ci.yml"):
+        assert (project / relative).read_text() == USER_FILES[relative], relative
+
+
+def test_overwrite_writes_the_files_of_options_that_are_on(output_dir: Path) -> None:
+    project = user_project(output_dir)
+    result = run_cli(output_dir, "-f", "license=MIT")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project / "Dockerfile").read_text() != USER_FILES["Dockerfile"]
+    assert "MIT License" in (project / "LICENSE").read_text()
+    # Beside the template's files, and at paths pruned whatever the options:
+    for relative in (
+        ".github/CODEOWNERS",
+        ".github/workflows/release.yml",
+        "notes/todo.md",
+        "_licenses/NOTICE",
+    ):
+        assert (project / relative).read_text() == USER_FILES[relative]

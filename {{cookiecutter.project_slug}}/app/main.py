@@ -1,9 +1,10 @@
 """The HTTP application: ``create_app(settings)``, its lifespan and its routes."""
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import metadata
+from importlib import metadata, resources
 
 from fastapi import (
     APIRouter,
@@ -116,15 +117,13 @@ def __getattr__(name: str) -> FastAPI:
 
 
 def _package_metadata() -> tuple[str, str, str]:
+    about = resources.files("app").joinpath("about.json").read_text(encoding="utf-8")
+    title = str(json.loads(about)["name"])
     try:
         package = metadata.metadata(DISTRIBUTION).json
     except metadata.PackageNotFoundError:  # running from a source tree
-        return DISTRIBUTION, "", "0.0.0"
-    return (
-        str(package["name"]),
-        str(package.get("summary", "")),
-        str(package["version"]),
-    )
+        return title, "", "0.0.0"
+    return title, str(package.get("summary", "")), str(package["version"])
 
 
 async def _validation_error(
