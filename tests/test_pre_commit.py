@@ -1,0 +1,108 @@
+"""The generated pre-commit hooks need only pre-commit: no Poetry, no network
+once installed, and the same tool versions as the project's dev group."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from tests.bake import BakedProject, bake, clean_env
+
+
+def local_hooks(project: BakedProject) -> list[dict[str, object]]:
+    config = yaml.safe_load(project.read(".pre-commit-config.yaml"))
+    return [
+        hook
+        for repo in config["repos"]
+        if repo["repo"] == "local"
+        for hook in repo["hooks"]
+    ]
+
+
+def test_hooks_install_their_own_tools(default_project: BakedProject) -> None:
+    hooks = local_hooks(default_project)
+    assert hooks
+    for hook in hooks:
+        assert hook["language"] == "python", hook["id"]
+        assert hook["additional_dependencies"], hook["id"]
+        assert "poetry" not in str(hook["entry"]).split(), hook["id"]
+
+
+def test_hook_pins_equal_the_dev_group_floors(default_project: BakedProject) -> None:
+    floors = {}
+    for spec in default_project.pyproject()["dependency-groups"]["dev"]:
+        requirement = Requirement(spec)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == ">=", spec
+        floors[requirement.name] = Version(specifier.version)
+    for hook in local_hooks(default_project):
+        for spec in hook["additional_dependencies"]:  # type: ignore[attr-defined]
+            requirement = Requirement(spec)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", spec
+            assert Version(specifier.version) == floors[requirement.name], spec
+
+
+def path_without_poetry() -> str:
+    directories = [
+        directory
+        for directory in os.environ["PATH"].split(os.pathsep)
+        if directory and not (Path(directory) / "poetry").exists()
+    ]
+    path = os.pathsep.join(directories)
+    assert shutil.which("poetry", path=path) is None
+    assert shutil.which("git", path=path) is not None
+    return path
+
+
+@pytest.mark.slow
+def test_git_commit_runs_the_hooks_without_poetry(tmp_path: Path) -> None:
+    project = bake(tmp_path / "render")
+    env = {
+        "PATH": path_without_poetry(),
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Template Tests",
+        "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+        "GIT_COMMITTER_NAME": "Template Tests",
+        "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+    }
+    # As the generated README says: a git repository first, then the hook.
+    project.run("git", "init", "-q", env=env)
+    pre_commit = Path(sys.executable).parent / "pre-commit"  # by path, off the PATH
+    project.run(pre_commit, "install", env=env)
+    project.run("git", "add", "--all", env=env)
+    first = project.run("git", "commit", "-m", "Rendered", env=env)
+    output = first.stdout + first.stderr
+    for name in ("ruff check", "ruff format", "check toml", "fix end of files"):
+        assert f"\n{name}." in output, output
+    assert "Failed" not in output, output
+    # Installed once, the hooks need no package index.
+    offline = env | {
+        "PIP_NO_INDEX": "1",
+        "PIP_INDEX_URL": "http://127.0.0.1:9/",
+        "PIP_FIND_LINKS": "",
+    }
+    readme = project.path / "README.md"
+    readme.write_text(readme.read_text() + "\nA line.\n")
+    project.run("git", "commit", "-am", "Another commit", env=offline)
+    bad = project.path / "app" / "unformatted.py"
+    bad.write_text("x  =  1\n")
+    project.run("git", "add", "--all", env=offline)
+    refused = subprocess.run(
+        ["git", "commit", "-m", "Unformatted"],
+        cwd=project.path,
+        env=clean_env(offline),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "ruff format" in refused.stdout + refused.stderr
