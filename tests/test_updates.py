@@ -27,8 +27,11 @@ ANSWERS = {"project_name": "Linked Service", "license": "Apache-2.0"}
 SLUG = "linked-service"
 README_LINE = "This line reached the project with cruft update."
 NEW_FILE = "CHANGELOG.md"
-NEW_FILE_TEMPLATE = "# Changes to {{ cookiecutter.project_name }}\n"
-NEW_FILE_RENDERED = "# Changes to Linked Service\n"
+# With a filter the new commit adds to local_extensions.py: the update must
+# render the new commit with that commit's filters.
+NEW_FILE_TEMPLATE = "# Changes to {{ cookiecutter.project_name | upper_case }}\n"
+NEW_FILE_RENDERED = "# Changes to LINKED SERVICE\n"
+FILTERS_LINE = "            markdown_text=markdown_text,\n"
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
 
 
@@ -134,6 +137,32 @@ def cruft_create(template: Path, output_dir: Path) -> Path:
     return output_dir / SLUG
 
 
+def test_cruft_create_refuses_an_invalid_answer_leaving_nothing(
+    tmp_path: Path,
+) -> None:
+    template = template_repository(tmp_path / "template")
+    output_dir = tmp_path / "projects"
+    output_dir.mkdir()
+    result = cruft(
+        output_dir,
+        "create",
+        "--no-input",
+        "--default-config",
+        "--extra-context",
+        json.dumps({"project_slug": "a/../b"}),
+        template,
+    )
+    assert result.returncode == 1
+    # cruft shows the exception with its traceback, wrapped to the terminal's
+    # width; our line is the exception's message, at the end.
+    assert " ".join(result.stderr.split()).endswith(
+        "FailedHookException: ERROR: 'a/../b' is not a valid project_slug:"
+        " use lower-case letters, digits and single hyphens, starting with a letter,"
+        " at most 63 characters (e.g. 'iris-classifier')"
+    ), result.stderr
+    assert list(output_dir.iterdir()) == []
+
+
 def cruft_state(project: Path) -> dict[str, Any]:
     return dict(json.loads((project / ".cruft.json").read_text()))
 
@@ -143,6 +172,12 @@ def change_template(template: Path) -> str:
     readme = template / TEMPLATE_DIR / "README.md"
     readme.write_text(readme.read_text() + f"\n{README_LINE}\n")
     (template / TEMPLATE_DIR / NEW_FILE).write_text(NEW_FILE_TEMPLATE)
+    extensions = template / "local_extensions.py"
+    text = extensions.read_text()
+    assert FILTERS_LINE in text
+    extensions.write_text(
+        text.replace(FILTERS_LINE, f"{FILTERS_LINE}            upper_case=str.upper,\n")
+    )
     return commit_all(template, "Change the generated README, add a file")
 
 
