@@ -458,3 +458,19 @@ def test_overwrite_writes_the_files_of_options_that_are_on(output_dir: Path) -> 
         "_licenses/NOTICE",
     ):
         assert (project / relative).read_text() == USER_FILES[relative]
+
+
+@pytest.mark.slow
+def test_docs_are_titled_with_the_hostile_project_name(
+    output_dir: Path, dev_install: tuple[BakedProject, Path]
+) -> None:
+    name = 'Bob "B" O\'Brien \\ {x} *_'
+    project = bake(output_dir, project_name=name, project_slug="bob")
+    _, bin_dir = dev_install  # FastAPI and the rest, installed for the defaults
+    result = project.run(  # from the render's directory, so its own app/ is imported
+        bin_dir / "python",
+        "-c",
+        "import json; from app.main import create_app;"
+        " print(json.dumps(create_app().openapi()['info']['title']))",
+    )
+    assert json.loads(result.stdout) == name
