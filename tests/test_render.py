@@ -333,7 +333,7 @@ INVALID_ANSWERS = [
     ("project_slug", "a/b"),
     ("project_slug", ".."),
     ("project_slug", "../x"),
-    ("project_slug", "/srv/absolute"),
+    ("project_slug", "{tmp_path}/absolute"),
     ("project_slug", ""),
     ("project_slug", "a" * 300),
     ("project_slug", "1st-model"),
@@ -362,6 +362,7 @@ def expected_refusal(field: str, value: str) -> str:
 def test_invalid_answer_is_refused_by_the_cli_leaving_nothing(
     tmp_path: Path, field: str, value: str
 ) -> None:
+    value = value.replace("{tmp_path}", str(tmp_path))
     output_dir = tmp_path / "not" / "yet"  # cookiecutter would make it
     replay_dir = tmp_path / "replay"
     config = tmp_path / "config.yaml"
@@ -371,7 +372,6 @@ def test_invalid_answer_is_refused_by_the_cli_leaving_nothing(
     assert line.startswith(f"ERROR: {value!r} is not a valid {field}: ")
     assert (result.returncode, result.stdout + result.stderr) == (1, line + "\n")
     assert sorted(tmp_path.iterdir()) == [config]  # no output, no replay
-    assert not Path("/srv/absolute").exists()
 
 
 def test_slug_refusal_says_what_would_be_valid() -> None:
