@@ -375,6 +375,17 @@ def test_invalid_answer_is_refused_by_the_cli_leaving_nothing(
     assert sorted(tmp_path.iterdir()) == [config]  # no output, no replay
 
 
+def test_typed_invalid_answer_is_refused_leaving_nothing(output_dir: Path) -> None:
+    prompts = [key for key in DEFAULTS if not key.startswith("_")]
+    typed = ["My Model", "a/../b"] + [""] * (len(prompts) - 2)
+    result = run_cli(output_dir, input_text="\n".join(typed) + "\n")
+    assert result.returncode == 1
+    # Typed answers are not echoed, so our line follows the last prompt.
+    assert result.stdout.endswith(expected_refusal("project_slug", "a/../b") + "\n")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(output_dir.iterdir()) == []
+
+
 def test_slug_refusal_says_what_would_be_valid() -> None:
     assert expected_refusal("project_slug", "a/b") == (
         f"ERROR: 'a/b' is not a valid project_slug: {SLUG_HINT}"
