@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     model_path: Path = DEFAULT_MODEL_PATH
     max_batch_size: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Micro-batching of POST /predict: concurrent requests share one model run
+    # of at most this many rows (1: each request runs the model on its own).
+    batch_max_size: int = Field(default=1, ge=1)
+    # The longest a request waits for others to join its batch.
+    batch_max_wait_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers

@@ -23,6 +23,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import DISTRIBUTION, inference_protocol, model
+from app.batching import Batcher, BatcherStoppedError, BatchObserver, ModelRunError
 from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
@@ -68,7 +69,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loaded.version,
             settings.model_path,
         )
+        if settings.batch_max_size > 1:
+            app.state.batcher = Batcher(
+                loaded.predict_batch,
+                max_size=settings.batch_max_size,
+                max_wait=settings.batch_max_wait_ms / 1000,
+                observers=app.state.batch_observers,
+            )
+            app.state.batcher.start()
         yield
+        if app.state.batcher is not None:
+            # The server has let in-flight requests finish; answer any still queued.
+            await app.state.batcher.stop()
+            app.state.batcher = None
         app.state.model = None
 
     title, description, version = _package_metadata()
@@ -91,6 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference_protocol.router)
     app.state.settings = settings
     app.state.model = None
+    app.state.batcher = None
+    # Told of each model run of the batcher (metrics hook in here).
+    batch_observers: list[BatchObserver] = []
+    app.state.batch_observers = batch_observers
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -163,11 +180,32 @@ def _loaded_model(request: Request) -> model.Model:
     return loaded
 
 
+async def _predict_in_batch(
+    batcher: Batcher[model.Features, model.Prediction], features: model.Features
+) -> model.Prediction:
+    try:
+        return await batcher.predict(features)
+    except ModelRunError as error:
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
+        ) from error
+    except BatcherStoppedError as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
+        ) from error
+
+
 # Routes are matched in the order they are declared: the busiest come first.
 @router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
 async def predict(features: model.Features, request: Request) -> model.Prediction:
     """Predict the class of one instance."""
-    prediction = _loaded_model(request).predict(features)
+    batcher: Batcher[model.Features, model.Prediction] | None = (
+        request.app.state.batcher
+    )
+    if batcher is None:
+        prediction = _loaded_model(request).predict(features)
+    else:
+        prediction = await _predict_in_batch(batcher, features)
     request.state.predicted_labels = (prediction.label,)
     return prediction
 

@@ -5,6 +5,8 @@ several worker processes each reports its own counts; run one worker per
 container and scale with replicas, or see prometheus_client's multiprocess mode.
 """
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +20,33 @@ from starlette.types import Scope
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 )  # fmt: skip
+BATCH_WAIT_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
+)  # fmt: skip
+BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class BatchMetrics:
+    """Record the rows of each batched model run and how long each row waited."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Histogram(
+            "batch_rows",
+            "Rows per model run of the /predict batcher.",
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "batch_wait_seconds",
+            "Time a /predict request waited for its batch's model run to start.",
+            buckets=BATCH_WAIT_BUCKETS,
+            registry=registry,
+        )
+
+    def __call__(self, rows: int, waits: Sequence[float]) -> None:
+        self.rows.observe(rows)
+        for seconds in waits:
+            self.wait.observe(seconds)
 
 
 class RequestMetrics:
@@ -76,6 +105,7 @@ class RequestMetrics:
 def instrument(app: FastAPI) -> RequestMetrics:
     """Serve /metrics; the observer returned counts and times each request."""
     registry = CollectorRegistry()
+    app.state.batch_observers.append(BatchMetrics(registry))
 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

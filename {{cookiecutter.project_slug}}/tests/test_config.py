@@ -16,6 +16,8 @@ def test_settings_defaults() -> None:
     assert settings.max_batch_size == 1000
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origins == ()
+    assert settings.batch_max_size == 1
+    assert settings.batch_max_wait_ms == 0
 
 
 def test_settings_read_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,4 +33,16 @@ def test_settings_read_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_reject_invalid_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_PORT", "70000")
     with pytest.raises(ValidationError, match="port"):
+        Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("APP_BATCH_MAX_SIZE", "0"), ("APP_BATCH_MAX_WAIT_MS", "-1")],
+)
+def test_settings_reject_invalid_batching(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("APP_").lower()):
         Settings(_env_file=None)

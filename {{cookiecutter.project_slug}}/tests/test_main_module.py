@@ -37,10 +37,12 @@ def wait_for_line(log: Path, text: str, timeout: float = 15) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+@pytest.fixture(params=["1", "8"], ids=["unbatched", "batched"])
+def server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     port, log = free_port(), tmp_path / "server.log"
-    process = start(log, port=str(port))
+    process = start(log, port=str(port), batch_max_size=request.param)
     deadline = time.monotonic() + 15
     while True:
         assert process.poll() is None, log.read_text()

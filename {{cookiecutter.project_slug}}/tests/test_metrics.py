@@ -2,16 +2,19 @@ import re
 
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from tests.conftest import SETOSA, VIRGINICA
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus' text format."""
     wanted = sorted(f'{key}="{value}"' for key, value in labels.items())
-    pattern = re.compile(re.escape(name) + r"\{(.*)\} (\S+)")
+    pattern = re.compile(re.escape(name) + r"(?:\{(.*)\})? (\S+)")
     for line in metrics.splitlines():
         match = pattern.fullmatch(line)
-        if match and sorted(match.group(1).split(",")) == wanted:
+        found = match.group(1).split(",") if match and match.group(1) else []
+        if match and sorted(found) == wanted:
             return float(match.group(2))
     raise AssertionError(f"no sample {name} with {wanted} in:\n{metrics}")
 
@@ -66,3 +69,15 @@ def test_metrics_count_inference_protocol_requests_by_route(
     assert sample(metrics, count, method="POST", route=route, status="200") == 1
     assert sample(metrics, count, method="POST", route=route, status="404") == 1
     assert sample(metrics, "predictions_total", label="virginica") == 1
+
+
+def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
+    settings = Settings(_env_file=None, batch_max_size=8)
+    with TestClient(create_app(settings)) as client:
+        client.post("/predict", json=SETOSA)
+        client.post("/predict", json=VIRGINICA)
+        metrics = client.get("/metrics").text
+    # One request at a time: each model run has one row.
+    assert sample(metrics, "batch_rows_count") == 2
+    assert sample(metrics, "batch_rows_sum") == 2
+    assert sample(metrics, "batch_wait_seconds_count") == 2

@@ -1,0 +1,303 @@
+"""The batcher, driven step by step: a gate holds the model run until the test
+has queued what it wants, so no test depends on timing."""
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import httpx2
+import pytest
+
+from app.batching import Batcher, BatcherStoppedError, ModelRunError
+from app.config import Settings
+from app.main import create_app
+from app.model import Features, Model
+from tests.conftest import SETOSA
+
+TIMEOUT = 10  # seconds; only reached when a test is about to fail
+
+
+class GatedModel:
+    """Multiplies each row by 10; holds its first run until ``gate`` is set."""
+
+    def __init__(self, poison: int | None = None) -> None:
+        self.runs: list[list[int]] = []
+        self.running = threading.Event()
+        self.gate = threading.Event()
+        self.poison = poison
+
+    def __call__(self, rows: Sequence[int]) -> list[int]:
+        self.runs.append(list(rows))
+        self.running.set()
+        if not self.gate.wait(TIMEOUT):
+            raise TimeoutError("the test never opened the gate")
+        if self.poison in rows:
+            raise ValueError("poisoned row")
+        return [row * 10 for row in rows]
+
+    async def wait_running(self) -> None:
+        assert await asyncio.to_thread(self.running.wait, TIMEOUT)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), TIMEOUT))
+
+
+async def queued(batcher: Batcher[Any, Any], rows: int) -> None:
+    # The queue has no event for its size: look again at each turn of the loop.
+    while batcher.queued < rows:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+
+
+async def outcome(call: Awaitable[int]) -> int | str:
+    try:
+        return await call
+    except Exception as error:
+        return type(error).__name__
+
+
+def test_batcher_runs_waiting_rows_together_in_order() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = Batcher(model, max_size=100)
+        batcher.start()
+        first = asyncio.create_task(batcher.predict(0))
+        await model.wait_running()
+        rest = [asyncio.create_task(batcher.predict(row)) for row in range(1, 50)]
+        await queued(batcher, 49)
+        model.gate.set()
+        assert await asyncio.gather(first, *rest) == [row * 10 for row in range(50)]
+        assert model.runs == [[0], list(range(1, 50))]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_runs_at_most_max_size_rows() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.set()
+        batcher = Batcher(model, max_size=4)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.predict(row) for row in range(10)))
+        assert answers == [row * 10 for row in range(10)]
+        assert [row for run in model.runs for row in run] == list(range(10))
+        assert max(len(run) for run in model.runs) <= 4
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_failing_run_fails_exactly_its_callers() -> None:
+    async def scenario() -> None:
+        model = GatedModel(poison=2)
+        batcher = Batcher(model, max_size=100)
+        batcher.start()
+        first = asyncio.create_task(outcome(batcher.predict(1)))
+        await model.wait_running()
+        failing = [asyncio.create_task(outcome(batcher.predict(r))) for r in (2, 3)]
+        await queued(batcher, 2)
+        model.gate.set()
+        assert await asyncio.gather(first, *failing) == [
+            10,
+            "ModelRunError",
+            "ModelRunError",
+        ]
+        # The worker lives on: the next caller is answered.
+        assert await batcher.predict(4) == 40
+        assert model.runs == [[1], [2, 3], [4]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_failure_names_the_batch() -> None:
+    async def scenario() -> None:
+        model = GatedModel(poison=7)
+        model.gate.set()
+        batcher = Batcher(model, max_size=8)
+        batcher.start()
+        with pytest.raises(ModelRunError, match=r"batch of 1 rows \(ValueError\)"):
+            await batcher.predict(7)
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_skips_a_caller_cancelled_while_queued() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = Batcher(model, max_size=100)
+        batcher.start()
+        first = asyncio.create_task(batcher.predict(1))
+        await model.wait_running()
+        gone = asyncio.create_task(batcher.predict(2))
+        kept = asyncio.create_task(batcher.predict(3))
+        await queued(batcher, 2)
+        gone.cancel()
+        model.gate.set()
+        assert list(await asyncio.gather(first, kept)) == [10, 30]
+        assert gone.cancelled()
+        assert model.runs == [[1], [3]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_answers_the_rest_of_a_batch_whose_caller_left() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = Batcher(model, max_size=100)
+        batcher.start()
+        # Queued in the same turn of the loop, so they share the first run.
+        gone = asyncio.create_task(batcher.predict(1))
+        kept = asyncio.create_task(batcher.predict(2))
+        await model.wait_running()
+        gone.cancel()
+        model.gate.set()
+        assert await kept == 20
+        assert gone.cancelled()
+        assert model.runs == [[1, 2]]
+        assert await batcher.predict(3) == 30
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_stop_answers_every_queued_row_then_refuses() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher = Batcher(model, max_size=2)
+        batcher.start()
+        calls = [asyncio.create_task(batcher.predict(row)) for row in range(7)]
+        await model.wait_running()
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0)
+        with pytest.raises(BatcherStoppedError):
+            await batcher.predict(99)
+        model.gate.set()
+        await stopping
+        assert await asyncio.gather(*calls) == [row * 10 for row in range(7)]
+        assert [row for run in model.runs for row in run] == list(range(7))
+
+    run(scenario)
+
+
+def test_batcher_waits_up_to_max_wait_for_more_rows() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.set()
+        # A wait far longer than the test: the second row must join the first.
+        batcher = Batcher(model, max_size=2, max_wait=TIMEOUT * 10)
+        batcher.start()
+        first = asyncio.create_task(batcher.predict(1))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        second = asyncio.create_task(batcher.predict(2))
+        assert list(await asyncio.gather(first, second)) == [10, 20]
+        assert model.runs == [[1, 2]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("max_size", "max_wait", "message"),
+    [(0, 0.0, "max_size must be at least 1, got 0"), (2, -1.0, "got -1.0")],
+)
+def test_batcher_rejects_bad_limits(
+    max_size: int, max_wait: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Batcher(GatedModel(), max_size=max_size, max_wait=max_wait)
+
+
+# -- the service with batching on ---------------------------------------------
+
+
+def distinct_rows(count: int) -> list[dict[str, float]]:
+    """Different flowers, of all three classes."""
+    return [
+        {
+            "sepal_length": round(4.0 + i * 0.01, 2),
+            "sepal_width": round(2.0 + i % 13 * 0.1, 2),
+            "petal_length": round(1.0 + i % 59 * 0.1, 2),
+            "petal_width": round(0.1 + i % 25 * 0.1, 2),
+        }
+        for i in range(count)
+    ]
+
+
+async def post_all(
+    settings: Settings,
+    bodies: Sequence[object],
+    gate: Callable[[Batcher[Any, Any]], Awaitable[None]] | None = None,
+) -> list[httpx2.Response]:
+    """POST every body to /predict at once, with the app's lifespan around it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as c:
+            requests = [c.post("/predict", json=body) for body in bodies]
+            if gate is None:
+                return await asyncio.gather(*requests)
+            calls = [asyncio.ensure_future(request) for request in requests]
+            await gate(app.state.batcher)
+            return await asyncio.gather(*calls)
+
+
+@pytest.fixture
+def batched() -> Settings:
+    return Settings(_env_file=None, batch_max_size=256)
+
+
+def test_predict_batched_gives_each_of_200_callers_its_own_answer(
+    batched: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = distinct_rows(200)
+    expected = asyncio.run(post_all(Settings(_env_file=None), rows))
+    runs: list[int] = []
+    opened = threading.Event()
+    predict_batch = Model.predict_batch
+
+    def gated(self: Model, batch: Sequence[Features]) -> list[Any]:
+        runs.append(len(batch))
+        assert opened.wait(TIMEOUT)
+        return predict_batch(self, batch)
+
+    async def open_when_all_queued(batcher: Batcher[Any, Any]) -> None:
+        # No run ends before 199 rows are queued: at most the first row runs
+        # alone, and the others share the next run.
+        await queued(batcher, 199)
+        opened.set()
+
+    monkeypatch.setattr(Model, "predict_batch", gated)
+    answers = asyncio.run(post_all(batched, rows, gate=open_when_all_queued))
+    assert [r.status_code for r in answers] == [200] * 200
+    assert [r.json() for r in answers] == [r.json() for r in expected]
+    assert sum(runs) == 200
+    assert len(runs) <= 2
+
+
+def test_predict_batched_validates_each_request_before_it_joins(
+    batched: Settings,
+) -> None:
+    bad = {**SETOSA, "petal_width": -1}
+    answers = asyncio.run(post_all(batched, [SETOSA, bad, SETOSA]))
+    assert [r.status_code for r in answers] == [200, 422, 200]
+    assert answers[1].json()["detail"][0]["loc"] == ["body", "petal_width"]
+
+
+def test_predict_batched_model_error_is_a_clear_500(
+    batched: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Model, batch: Sequence[Features]) -> list[Any]:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Model, "predict_batch", broken)
+    answers = asyncio.run(post_all(batched, [SETOSA, SETOSA]))
+    assert [r.status_code for r in answers] == [500, 500]
+    detail = answers[0].json()["detail"]
+    assert detail.startswith("Prediction failed: the model failed on a batch of")
+    assert "(RuntimeError)" in detail
