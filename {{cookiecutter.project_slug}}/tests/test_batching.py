@@ -236,7 +236,7 @@ async def post_all(
 ) -> list[httpx2.Response]:
     """POST every body to /predict at once, with the app's lifespan around it."""
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as c:
             requests = [c.post("/predict", json=body) for body in bodies]
