@@ -50,6 +50,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 WRK_SCRIPT = HERE / "post.lua"
 FLOORS_DIR = HERE / "floors"
+HEAVY_DIR = HERE / "heavy"
+# Batching on, for the rows that say so: a model run takes up to this many of
+# the 64 connections' requests, and no request waits for others to arrive.
+BATCHING_ON = {"APP_BATCH_MAX_SIZE": "64", "APP_BATCH_MAX_WAIT_MS": "0"}
+HEAVY_PACKAGES = ("onnx", "onnxruntime", "numpy")
 BATCH_SIZE = 100
 READY_TIMEOUT = 30.0
 SECTIONS = ("render", "green", "tests", "cold", "serving")
@@ -64,8 +69,23 @@ ROWS = {
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
+    "batching": "service, batching on",
+    "heavy": "heavy model (ONNX MLP, ~1 ms a row)",
+    "heavy-batching": "heavy model, batching on",
 }
-BARE, BARE_QUIET, RAW, SERVICE, BASELINE, OPENTELEMETRY, BATCH, WORKERS = ROWS.values()
+(
+    BARE,
+    BARE_QUIET,
+    RAW,
+    SERVICE,
+    BASELINE,
+    OPENTELEMETRY,
+    BATCH,
+    WORKERS,
+    BATCHING,
+    HEAVY,
+    HEAVY_BATCHING,
+) = ROWS.values()
 RATIOS = (
     (SERVICE, BARE),
     (SERVICE, BARE_QUIET),
@@ -74,6 +94,8 @@ RATIOS = (
     (BASELINE, BARE),
     (SERVICE, BASELINE),
     (WORKERS, SERVICE),
+    (BATCHING, SERVICE),
+    (HEAVY_BATCHING, HEAVY),
 )
 
 
@@ -450,7 +472,28 @@ def compute_ratios(serving: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return ratios
 
 
-def servers_under_test(project: Path, baseline: Path | None) -> list[Server]:
+def heavy_project(project: Path, workdir: Path) -> Path:
+    """A copy of the render serving the heavy ONNX model, run by its virtualenv.
+
+    The copy's app/model.py is replaced by benchmarks/heavy/model.py, which
+    serves an ONNX file through the same interface, with the render's own model
+    module kept as app/iris_model.py for the features schema. Run from the copy,
+    ``python -m app`` imports the copy's app package before the installed one.
+    """
+    python = project / ".venv" / "bin" / "python"
+    copy = workdir / "heavy-project"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv"))
+    (copy / "app" / "model.py").rename(copy / "app" / "iris_model.py")
+    shutil.copy(HEAVY_DIR / "model.py", copy / "app" / "model.py")
+    run_checked([python, "-m", "pip", "install", "--quiet", *HEAVY_PACKAGES], copy)
+    run_checked([python, HEAVY_DIR / "build.py", copy / "mlp.onnx"], copy)
+    return copy
+
+
+def servers_under_test(
+    project: Path, baseline: Path | None, heavy: Path | None = None
+) -> list[Server]:
     python = str(project / ".venv" / "bin" / "python")
 
     def floor(key: str, app: str, *flags: str) -> Server:
@@ -493,6 +536,18 @@ def servers_under_test(project: Path, baseline: Path | None) -> list[Server]:
     )
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
+    servers.append(service("batching", project, settings=BATCHING_ON))
+    if heavy is not None:
+
+        def heavy_service(key: str, settings: Mapping[str, str]) -> Server:
+            def env(port: int) -> dict[str, str]:
+                model = {"APP_MODEL_PATH": str(heavy / "mlp.onnx")}
+                return {"APP_PORT": str(port), **model, **settings}
+
+            return Server(key, lambda port: [python, "-m", "app"], heavy, env)
+
+        servers.append(heavy_service("heavy", {}))
+        servers.append(heavy_service("heavy-batching", BATCHING_ON))
     return servers
 
 
@@ -618,7 +673,8 @@ def format_report(results: dict[str, Any]) -> str:
     if serving := results.get("serving"):
         rounds = results["options"]["rounds"]
         header(
-            f"POST /predict, one sample, 64 connections (median of {rounds})",
+            f"POST /predict, one sample, {results['options']['connections']}"
+            f" connections (median of {rounds})",
             "req/s",
             "req/CPU-s",
             "p50 ms",
@@ -747,10 +803,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "serving" in sections:
         step("serving, each app in turn")
         baseline = options.baseline.resolve() if options.baseline else None
-        servers = servers_under_test(project, baseline)
-        if options.servers:
-            keys = options.servers.split(",")
-            servers = [server for server in servers if server.key in keys]
+        keys = options.servers.split(",") if options.servers else list(ROWS)
+        heavy = None
+        if {"heavy", "heavy-batching"} & set(keys):
+            step("the heavy model: a copy of the render serving an ONNX MLP")
+            heavy = heavy_project(project, workdir)
+        servers = servers_under_test(project, baseline, heavy)
+        servers = [server for server in servers if server.key in keys]
         results["serving"] = measure_serving(servers, options, logs)
         results["ratios"] = compute_ratios(results["serving"])
     results["targets"] = targets(results)
