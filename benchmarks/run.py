@@ -51,9 +51,10 @@ RESULTS_DIR = HERE / "results"
 WRK_SCRIPT = HERE / "post.lua"
 FLOORS_DIR = HERE / "floors"
 HEAVY_DIR = HERE / "heavy"
-# Batching on, for the rows that say so: a model run takes up to this many of
+# Batching on (the service's defaults): a model run takes up to this many of
 # the 64 connections' requests, and no request waits for others to arrive.
 BATCHING_ON = {"APP_BATCH_MAX_SIZE": "64", "APP_BATCH_MAX_WAIT_MS": "0"}
+BATCHING_OFF = {"APP_BATCH_MAX_SIZE": "1"}
 HEAVY_PACKAGES = ("onnx", "onnxruntime", "numpy")
 BATCH_SIZE = 100
 READY_TIMEOUT = 30.0
@@ -69,8 +70,8 @@ ROWS = {
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
-    "batching": "service, batching on",
-    "heavy": "heavy model (ONNX MLP, ~1 ms a row)",
+    "unbatched": "service, batching off",
+    "heavy": "heavy model (ONNX MLP, ~1 ms a row), batching off",
     "heavy-batching": "heavy model, batching on",
 }
 (
@@ -82,7 +83,7 @@ ROWS = {
     OPENTELEMETRY,
     BATCH,
     WORKERS,
-    BATCHING,
+    UNBATCHED,
     HEAVY,
     HEAVY_BATCHING,
 ) = ROWS.values()
@@ -94,7 +95,7 @@ RATIOS = (
     (BASELINE, BARE),
     (SERVICE, BASELINE),
     (WORKERS, SERVICE),
-    (BATCHING, SERVICE),
+    (SERVICE, UNBATCHED),
     (HEAVY_BATCHING, HEAVY),
 )
 
@@ -536,7 +537,7 @@ def servers_under_test(
     )
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
-    servers.append(service("batching", project, settings=BATCHING_ON))
+    servers.append(service("unbatched", project, settings=BATCHING_OFF))
     if heavy is not None:
 
         def heavy_service(key: str, settings: Mapping[str, str]) -> Server:
@@ -546,7 +547,7 @@ def servers_under_test(
 
             return Server(key, lambda port: [python, "-m", "app"], heavy, env)
 
-        servers.append(heavy_service("heavy", {}))
+        servers.append(heavy_service("heavy", BATCHING_OFF))
         servers.append(heavy_service("heavy-batching", BATCHING_ON))
     return servers
 

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Micro-batching of POST /predict: concurrent requests share one model run
     # of at most this many rows (1: each request runs the model on its own).
-    batch_max_size: int = Field(default=1, ge=1)
+    batch_max_size: int = Field(default=64, ge=1)
     # The longest a request waits for others to join its batch.
     batch_max_wait_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".

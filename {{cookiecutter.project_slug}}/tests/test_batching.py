@@ -256,7 +256,8 @@ def test_predict_batched_gives_each_of_200_callers_its_own_answer(
     batched: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = distinct_rows(200)
-    expected = asyncio.run(post_all(Settings(_env_file=None), rows))
+    unbatched = Settings(_env_file=None, batch_max_size=1)
+    expected = asyncio.run(post_all(unbatched, rows))
     runs: list[int] = []
     opened = threading.Event()
     predict_batch = Model.predict_batch

@@ -16,7 +16,7 @@ def test_settings_defaults() -> None:
     assert settings.max_batch_size == 1000
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origins == ()
-    assert settings.batch_max_size == 1
+    assert settings.batch_max_size == 64
     assert settings.batch_max_wait_ms == 0
 
 
