@@ -14,13 +14,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
-Row = TypeVar("Row")
-Answer = TypeVar("Answer")
-
+# Any model: a batch of rows in, one answer per row out, in the same order.
+PredictBatch = Callable[[Sequence[Any]], Sequence[Any]]
 # Called after each model run with its number of rows and, for each row, the
 # seconds it waited on the queue before the run started.
 BatchObserver = Callable[[int, Sequence[float]], None]
@@ -35,18 +34,18 @@ class BatcherStoppedError(Exception):
 
 
 @dataclass
-class _Pending(Generic[Row, Answer]):
-    row: Row
-    answer: asyncio.Future[Answer]
+class _Pending:
+    row: Any
+    answer: asyncio.Future[Any]
     queued_at: float = field(default_factory=time.perf_counter)
 
 
-class Batcher(Generic[Row, Answer]):
+class Batcher:
     """Gather rows from concurrent callers into batches for one function."""
 
     def __init__(
         self,
-        predict_batch: Callable[[Sequence[Row]], Sequence[Answer]],
+        predict_batch: PredictBatch,
         max_size: int,
         max_wait: float = 0.0,
         observers: Sequence[BatchObserver] = (),
@@ -59,7 +58,7 @@ class Batcher(Generic[Row, Answer]):
         self.max_wait = max_wait
         self.observers = list(observers)
         self._predict_batch = predict_batch
-        self._queue: asyncio.Queue[_Pending[Row, Answer] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -82,13 +81,11 @@ class Batcher(Generic[Row, Answer]):
         self._queue.put_nowait(None)
         await self._worker
 
-    async def predict(self, row: Row) -> Answer:
+    async def predict(self, row: Any) -> Any:
         """The answer for this row, computed in a batch with its neighbours."""
         if self._worker is None or self._stopping:
             raise BatcherStoppedError("the service is shutting down")
-        pending: _Pending[Row, Answer] = _Pending(
-            row, asyncio.get_running_loop().create_future()
-        )
+        pending = _Pending(row, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(pending)
         # A caller cancelled here (its client went away) cancels only its own
         # future; the worker skips it or drops its answer.
@@ -113,9 +110,7 @@ class Batcher(Generic[Row, Answer]):
                         BatcherStoppedError("the batcher stopped")
                     )
 
-    async def _gather(
-        self, first: _Pending[Row, Answer]
-    ) -> tuple[list[_Pending[Row, Answer]], bool]:
+    async def _gather(self, first: _Pending) -> tuple[list[_Pending], bool]:
         """The first row and those that follow it within max_wait; stop seen?"""
         batch = [first]
         deadline = asyncio.get_running_loop().time() + self.max_wait
@@ -135,7 +130,7 @@ class Batcher(Generic[Row, Answer]):
             batch.append(pending)
         return batch, False
 
-    async def _run(self, batch: list[_Pending[Row, Answer]]) -> None:
+    async def _run(self, batch: list[_Pending]) -> None:
         batch = [pending for pending in batch if not pending.answer.done()]
         if not batch:
             return

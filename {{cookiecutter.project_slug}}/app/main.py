@@ -181,10 +181,11 @@ def _loaded_model(request: Request) -> model.Model:
 
 
 async def _predict_in_batch(
-    batcher: Batcher[model.Features, model.Prediction], features: model.Features
+    batcher: Batcher, features: model.Features
 ) -> model.Prediction:
     try:
-        return await batcher.predict(features)
+        prediction: model.Prediction = await batcher.predict(features)
+        return prediction
     except ModelRunError as error:
         raise HTTPException(
             status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
@@ -199,9 +200,7 @@ async def _predict_in_batch(
 @router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
 async def predict(features: model.Features, request: Request) -> model.Prediction:
     """Predict the class of one instance."""
-    batcher: Batcher[model.Features, model.Prediction] | None = (
-        request.app.state.batcher
-    )
+    batcher: Batcher | None = request.app.state.batcher
     if batcher is None:
         prediction = _loaded_model(request).predict(features)
     else:

@@ -44,7 +44,7 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), TIMEOUT))
 
 
-async def queued(batcher: Batcher[Any, Any], rows: int) -> None:
+async def queued(batcher: Batcher, rows: int) -> None:
     # The queue has no event for its size: look again at each turn of the loop.
     while batcher.queued < rows:  # noqa: ASYNC110
         await asyncio.sleep(0)
@@ -232,7 +232,7 @@ def distinct_rows(count: int) -> list[dict[str, float]]:
 async def post_all(
     settings: Settings,
     bodies: Sequence[object],
-    gate: Callable[[Batcher[Any, Any]], Awaitable[None]] | None = None,
+    gate: Callable[[Batcher], Awaitable[None]] | None = None,
 ) -> list[httpx2.Response]:
     """POST every body to /predict at once, with the app's lifespan around it."""
     app = create_app(settings)
@@ -267,7 +267,7 @@ def test_predict_batched_gives_each_of_200_callers_its_own_answer(
         assert opened.wait(TIMEOUT)
         return predict_batch(self, batch)
 
-    async def open_when_all_queued(batcher: Batcher[Any, Any]) -> None:
+    async def open_when_all_queued(batcher: Batcher) -> None:
         # No run ends before 199 rows are queued: at most the first row runs
         # alone, and the others share the next run.
         await queued(batcher, 199)
