@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.model = None
     app.state.batcher = None
-    # Told of each model run of the batcher (metrics hook in here).
+    # Told of each model run of the batcher, to record it.
     batch_observers: list[BatchObserver] = []
     app.state.batch_observers = batch_observers
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
