@@ -1,11 +1,13 @@
 """``python -m app`` as an operator runs it: a real process on a real port."""
 
+import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -54,6 +56,113 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+MIB = 1024 * 1024
+BODY_LIMIT = MIB  # APP_MAX_BODY_BYTES at its default
+
+
+def filled(head: str, item: str, tail: str) -> bytes:
+    """``head item,item,...,item tail``, as long as the body limit allows."""
+    count = (BODY_LIMIT - len(head) - len(tail) + 1) // (len(item) + 1)
+    return (head + ",".join([item] * count) + tail).encode()
+
+
+def many_keys(head: str, tail: str) -> bytes:
+    """An object of distinct short keys, as many as the body limit allows."""
+    keys: list[str] = []
+    size = len(head) + len(tail) + 8
+    while size < BODY_LIMIT:
+        keys.append(f'"{len(keys):x}":0')
+        size += len(keys[-1]) + 1
+    return (head + ",".join(keys[:-1]) + tail).encode()
+
+
+# The bodies, at the body limit, that cost the most to refuse.
+HOSTILE_BODIES = {
+    "batch of numbers": ("/predict/batch", filled('{"instances":[', "0", "]}")),
+    "batch of empty objects": ("/predict/batch", filled('{"instances":[', "{}", "]}")),
+    "batch of valid instances": (
+        "/predict/batch",
+        filled('{"instances":[', json.dumps(SETOSA), "]}"),
+    ),
+    "instances of a few unknown keys": (
+        "/predict/batch",
+        filled('{"instances":[', json.dumps({f"k{i}": 0 for i in range(14)}), "]}"),
+    ),
+    "unknown keys": ("/predict", many_keys("{", "}")),
+    "unknown keys in an instance": (
+        "/predict/batch",
+        many_keys('{"instances":[{', "}]}"),
+    ),
+    "unknown keys beside the instances": (
+        "/predict/batch",
+        many_keys('{"instances":[],', "}"),
+    ),
+    "one long unknown key": ("/predict", b'{"' + b"k" * (BODY_LIMIT - 8) + b'":0}'),
+    "deep nesting": ("/predict", b"[" * BODY_LIMIT),
+}
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def slowest_answer_while(port: int, action: threading.Thread) -> float:
+    """The slowest /health/live answer, in seconds, while ``action`` runs."""
+    slowest = 0.0
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    action.start()
+    while action.is_alive():
+        started = time.monotonic()
+        connection.request("GET", "/health/live")
+        connection.getresponse().read()
+        slowest = max(slowest, time.monotonic() - started)
+    connection.close()
+    return slowest
+
+
+def post(port: int, path: str, body: bytes, answer: list[tuple[int, bytes]]) -> None:
+    """POST a JSON body; append the status and content of the answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"content-type": "application/json"}
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    answer.append((response.status, response.read()))
+    connection.close()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="reads peak memory from /proc"
+)
+def test_hostile_bodies_cost_little_memory_time_and_answer(
+    server: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, _ = server
+    costs: dict[str, tuple[int, int, int, float]] = {}
+    for name, (path, body) in HOSTILE_BODIES.items():
+        assert len(body) <= BODY_LIMIT, name
+        # Start the peak afresh from what the worker holds now, when idle.
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+        idle = memory_mib(process.pid, "VmRSS")
+        answer: list[tuple[int, bytes]] = []
+        sending = threading.Thread(target=post, args=(port, path, body, answer))
+        blocked = slowest_answer_while(port, sending)
+        [(status, content)] = answer
+        growth = memory_mib(process.pid, "VmHWM") - idle
+        costs[name] = (status, len(content), round(growth), round(blocked, 2))
+    # Each: a 422, at most 64 KiB of answer, 64 MiB of memory above idle, and
+    # half a second with the event loop busy.
+    too_costly = {
+        name: f"{status}, {size} bytes, +{growth} MiB, loop blocked {blocked} s"
+        for name, (status, size, growth, blocked) in costs.items()
+        if not (status == 422 and size <= 64 * 1024 and growth <= 64 and blocked <= 0.5)
+    }
+    assert too_costly == {}
 
 
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
