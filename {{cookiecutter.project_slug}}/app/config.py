@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.model import DEFAULT_MODEL_PATH
@@ -44,3 +44,14 @@ class Settings(BaseSettings):
             origins = (origin.strip() for origin in value.split(","))
             return tuple(origin for origin in origins if origin)
         return value
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its variable and what would be valid."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = []
+    for item in error.errors():
+        variable = f"{prefix}{item['loc'][0]}".upper()
+        valid = item["msg"][:1].lower() + item["msg"][1:]
+        lines.append(f"ERROR: {item['input']!r} is not a valid {variable}: {valid}")
+    return lines

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import Settings, describe_errors
 from app.model import DEFAULT_MODEL_PATH
 
 
@@ -32,3 +32,21 @@ def test_settings_reject_invalid_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_PORT", "70000")
     with pytest.raises(ValidationError, match="port"):
         Settings(_env_file=None)
+
+
+def test_invalid_settings_are_described_one_line_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_PORT", "abc")
+    monkeypatch.setenv("APP_WORKERS", "0")
+    monkeypatch.setenv("APP_LOG_LEVEL", "loud")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert describe_errors(caught.value) == [
+        "ERROR: 'abc' is not a valid APP_PORT: input should be a valid integer,"
+        " unable to parse string as an integer",
+        "ERROR: '0' is not a valid APP_WORKERS: input should be greater than or"
+        " equal to 1",
+        "ERROR: 'loud' is not a valid APP_LOG_LEVEL: input should be 'critical',"
+        " 'error', 'warning', 'info', 'debug' or 'trace'",
+    ]

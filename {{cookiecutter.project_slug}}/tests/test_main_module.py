@@ -178,6 +178,20 @@ def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None
     ]
 
 
+def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    process = start(log, port="abc", workers="0", max_body_bytes="-1")
+    assert process.wait(timeout=30) == 2
+    assert log.read_text().splitlines() == [
+        "ERROR: 'abc' is not a valid APP_PORT: input should be a valid integer,"
+        " unable to parse string as an integer",
+        "ERROR: '0' is not a valid APP_WORKERS: input should be greater than or"
+        " equal to 1",
+        "ERROR: '-1' is not a valid APP_MAX_BODY_BYTES: input should be greater"
+        " than or equal to 1",
+    ]
+
+
 def test_sigterm_lets_in_flight_request_finish(
     server: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
