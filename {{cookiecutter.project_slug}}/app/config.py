@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers
     # you configure. Off by default: it looks for them on every request.
     opentelemetry: bool = False
+    # After SIGTERM, in-flight requests get this long to finish; those still
+    # running are then answered 503. Keep it below the stop timeout of whatever
+    # runs the process.
+    timeout_graceful_shutdown: int = Field(default=20, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod

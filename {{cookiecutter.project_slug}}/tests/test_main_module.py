@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,19 +40,27 @@ def wait_for_line(log: Path, text: str, timeout: float = 15) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    port, log = free_port(), tmp_path / "server.log"
-    process = start(log, port=str(port))
-    deadline = time.monotonic() + 15
+def wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 30
     while True:
         assert process.poll() is None, log.read_text()
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-            break
+            return
         except OSError:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``python -m app`` on a free port; ``request.param``: more settings."""
+    settings = getattr(request, "param", {})
+    port, log = free_port(), tmp_path / "server.log"
+    process = start(log, port=str(port), **settings)
+    wait_until_ready(process, port, log)
     yield process, port, log
     if process.poll() is None:
         process.kill()
@@ -192,29 +201,61 @@ def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> Non
     ]
 
 
-def test_sigterm_lets_in_flight_request_finish(
+@pytest.mark.parametrize(
+    "server",
+    [{"workers": "1"}, {"workers": "2"}],
+    ids=["1-worker", "2-workers"],
+    indirect=True,
+)
+def test_sigterm_lets_in_flight_request_finish_then_exits_0(
     server: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     process, port, log = server
     body = json.dumps(SETOSA).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        head = (
-            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-        )
-        sock.sendall(head % len(body) + body[:10])
-        # Once the server has answered a later request, it has read this one,
-        # which is now in flight, waiting for the rest of its body.
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+    with stalled_upload(port, body[:10], len(body)) as sock:
         process.send_signal(signal.SIGTERM)
         wait_for_line(log, "Waiting for connections to close")
         assert process.poll() is None, "exited with a request in flight"
         sock.sendall(body[10:])
-        # The server closes the connection once the response is out: read to EOF.
-        response = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 200 OK"), response
     assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == "setosa"
-    # uvicorn re-raises SIGTERM once shutdown is complete, so a supervisor sees
-    # the signal as the exit reason.
-    assert process.wait(timeout=15) == -signal.SIGTERM
+    assert process.wait(timeout=15) == 0
     assert "Finished server process" in log.read_text()
+
+
+@pytest.mark.parametrize("server", [{"timeout_graceful_shutdown": "1"}], indirect=True)
+def test_stalled_request_is_answered_503_at_the_shutdown_deadline(
+    server: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, log = server
+    with stalled_upload(port, b'{"sepal', 100) as sock:
+        process.send_signal(signal.SIGTERM)
+        response = read_to_end(sock)
+    assert response.startswith("HTTP/1.1 503 Service Unavailable"), response
+    assert process.wait(timeout=15) == 0
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    assert " POST /predict 503 " in output, output
+
+
+@contextmanager
+def stalled_upload(port: int, sent: bytes, length: int) -> Iterator[socket.socket]:
+    """A connection whose POST /predict is in flight: ``sent`` of ``length`` bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = (
+            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        )
+        sock.sendall(head % length + sent)
+        # Once the server has answered a later request, it has read this one,
+        # which is now in flight, waiting for the rest of its body. With several
+        # workers another one may answer, so give this one a moment too.
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+        time.sleep(0.2)
+        yield sock
+
+
+def read_to_end(sock: socket.socket) -> str:
+    """What the server sends until it closes the connection."""
+    return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
