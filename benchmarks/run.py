@@ -62,15 +62,19 @@ ROWS = {
     "service": "service",
     "baseline": "baseline service",
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
+    "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
 }
-BARE, BARE_QUIET, RAW, SERVICE, BASELINE, OPENTELEMETRY, BATCH, WORKERS = ROWS.values()
+BARE, BARE_QUIET, RAW, SERVICE, BASELINE, OPENTELEMETRY, H11, BATCH, WORKERS = (
+    ROWS.values()
+)
 RATIOS = (
     (SERVICE, BARE),
     (SERVICE, BARE_QUIET),
     (SERVICE, RAW),
     (OPENTELEMETRY, BARE),
+    (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
     (WORKERS, SERVICE),
@@ -491,6 +495,8 @@ def servers_under_test(project: Path, baseline: Path | None) -> list[Server]:
     servers.append(
         service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
     )
+    # uvicorn's pure-Python parser, the alternative to httptools.
+    servers.append(service("h11", project, settings={"APP_HTTP": "h11"}))
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
     return servers

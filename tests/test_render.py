@@ -41,6 +41,7 @@ DEFAULT_FILES = [
     "app/middleware.py",
     "app/model.json",
     "app/model.py",
+    "app/protocol.py",
     "app/schemas.py",
     "app/train.py",
     "pyproject.toml",

@@ -15,6 +15,11 @@ from app.logs import logging_config
 # cannot be served, 2 for invalid settings.
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
+# uvicorn's protocol for each parser; with httptools, one that limits heads.
+HTTP_PROTOCOLS = {
+    "httptools": "app.protocol:HeadLimitedHttpToolsProtocol",
+    "h11": "h11",
+}
 
 
 def main() -> None:
@@ -42,6 +47,10 @@ def main() -> None:
         log_level=settings.log_level,
         log_config=logging_config(settings),
         access_log=False,  # app.middleware logs each request, with its id
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
+        http=HTTP_PROTOCOLS[settings.http],
+        h11_max_incomplete_event_size=settings.max_head_bytes,
         timeout_graceful_shutdown=settings.timeout_graceful_shutdown,
     )
 

@@ -16,6 +16,11 @@ def test_settings_defaults() -> None:
     assert settings.max_batch_size == 1000
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origins == ()
+    assert settings.limit_concurrency == 2048
+    assert settings.timeout_keep_alive == 5
+    assert settings.max_head_bytes == 16 * 1024
+    assert settings.http == "httptools"
+    assert settings.timeout_graceful_shutdown == 20
 
 
 def test_settings_read_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:

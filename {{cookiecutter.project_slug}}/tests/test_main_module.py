@@ -174,6 +174,41 @@ def test_hostile_bodies_cost_little_memory_time_and_answer(
     assert too_costly == {}
 
 
+@pytest.mark.parametrize("server", [{"timeout_keep_alive": "1"}], indirect=True)
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /health/live HTTP/1.1\r\nHost: te"], ids=["idle", "slow-head"]
+)
+def test_connection_without_a_whole_head_in_time_gets_408(
+    server: tuple[subprocess.Popen[bytes], int, Path], sent: bytes
+) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        response = read_to_end(sock)
+    assert response.startswith("HTTP/1.1 408 "), response
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("server", "status"),
+    [
+        ({"max_head_bytes": "4096"}, "431"),
+        ({"max_head_bytes": "4096", "http": "h11"}, "400"),  # uvicorn's h11 answer
+    ],
+    ids=["httptools", "h11"],
+    indirect=["server"],
+)
+def test_request_head_over_the_limit_is_refused(
+    server: tuple[subprocess.Popen[bytes], int, Path], status: str
+) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512)
+        response = read_to_end(sock)
+    assert response.startswith(f"HTTP/1.1 {status} "), response
+
+
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
     artifact = tmp_path / "model.json"
     artifact.write_text("{not json")
