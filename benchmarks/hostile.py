@@ -61,7 +61,7 @@ BODY_LIMIT = MIB  # APP_MAX_BODY_BYTES at its default
 
 
 # The ways to serve the app that a table compares: the service as it starts,
-# with settings; and plain uvicorn with httptools, without app/protocol.py.
+# with settings; and plain uvicorn with httptools, without app/http_protocol.py.
 PLAIN_UVICORN = "plain uvicorn, httptools"
 PLAIN_UVICORN_CODE = (
     "import os, uvicorn; uvicorn.run('app.main:create_app', factory=True,"

@@ -17,7 +17,7 @@ EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
 # uvicorn's protocol for each parser; with httptools, one that limits heads.
 HTTP_PROTOCOLS = {
-    "httptools": "app.protocol:HeadLimitedHttpToolsProtocol",
+    "httptools": "app.http_protocol:HeadLimitedHttpToolsProtocol",
     "h11": "h11",
 }
 

@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     timeout_keep_alive: int = Field(default=5, ge=1)
     # Largest request line and headers, in bytes; larger heads get 431.
     max_head_bytes: int = Field(default=16 * 1024, ge=1024)
-    # uvicorn's HTTP parser: httptools (the faster, see app/protocol.py) or h11
-    # (pure Python; it enforces max_head_bytes, but has no head deadline).
+    # uvicorn's HTTP parser: httptools (the faster; see app/http_protocol.py) or
+    # h11 (pure Python; it enforces max_head_bytes, but has no head deadline).
     http: Literal["httptools", "h11"] = "httptools"
     # After SIGTERM, in-flight requests get this long to finish; those still
     # running are then answered 503. Keep it below the stop timeout of whatever
