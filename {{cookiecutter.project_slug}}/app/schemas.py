@@ -12,7 +12,7 @@ from app.model import Features, Prediction
 MAX_UNKNOWN_FIELDS = 10
 
 
-def _refuse_many_unknown_fields(model: type[BaseModel]) -> Callable[[Any], Any]:
+def refuse_many_unknown_fields(model: type[BaseModel]) -> Callable[[Any], Any]:
     """A check that an object has at most a few more keys than ``model`` has fields.
 
     Pydantic reports each unknown field as an error of its own, so a body of a
@@ -33,7 +33,7 @@ def _refuse_many_unknown_fields(model: type[BaseModel]) -> Callable[[Any], Any]:
 
 
 # One instance, as the API takes it.
-Instance = Annotated[Features, BeforeValidator(_refuse_many_unknown_fields(Features))]
+Instance = Annotated[Features, BeforeValidator(refuse_many_unknown_fields(Features))]
 
 
 class BatchRequest(BaseModel):
@@ -47,7 +47,7 @@ class BatchRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _few_unknown_fields(cls, value: Any) -> Any:
-        return _refuse_many_unknown_fields(cls)(value)
+        return refuse_many_unknown_fields(cls)(value)
 
 
 class BatchResponse(BaseModel):
