@@ -154,11 +154,16 @@ def many_keys(head: str, tail: str) -> bytes:
     return (head + ",".join(keys[:-1]) + tail).encode()
 
 
+INFER = "/v2/models/{model}/infer"  # the Open Inference Protocol
 BODIES = {
     "batch of 524,000 numbers": ("/predict/batch", filled('{"instances":[', "0", "]}")),
     "batch of 350,000 empty objects": (
         "/predict/batch",
         filled('{"instances":[', "{}", "]}"),
+    ),
+    "batch of 350,000 empty arrays": (
+        "/predict/batch",
+        filled('{"instances":[', "[]", "]}"),
     ),
     "batch of 12,000 valid instances": (
         "/predict/batch",
@@ -182,6 +187,31 @@ BODIES = {
         b'{"' + b"k" * (BODY_LIMIT - 8) + b'":0}',
     ),
     "1 MiB of nested [": ("/predict", b"[" * BODY_LIMIT),
+    "v2: 350,000 empty tensors": (INFER, filled('{"inputs":[', "{}", "]}")),
+    "v2: 110,000 unknown keys": (INFER, many_keys("{", "}")),
+    "v2: 110,000 parameters": (INFER, many_keys('{"inputs":[],"parameters":{', "}}")),
+    "v2: a shape of 524,000 dimensions": (
+        INFER,
+        filled(
+            '{"inputs":[{"name":"features","datatype":"FP32","data":[1],"shape":[',
+            "1",
+            "]}]}",
+        ),
+    ),
+    "v2: a value of 1 MiB of text": (
+        INFER,
+        b'{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":["'
+        + b"a" * (BODY_LIMIT - 100)
+        + b'",0,0,0]}]}',
+    ),
+    "v2: 350,000 empty rows": (
+        INFER,
+        filled(
+            '{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[',
+            "[]",
+            "]}]}",
+        ),
+    ),
 }
 
 
@@ -197,7 +227,12 @@ def post(port: int, path: str, body: bytes, answer: list[tuple[int, int]]) -> No
 def measure_bodies(project: Path, logs: Path) -> list[list[str]]:
     rows = []
     with serving(project, logs / "bodies.log") as (pid, port):
-        for name, (path, body) in BODIES.items():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/model")
+        served = json.load(connection.getresponse())["name"]
+        connection.close()
+        for name, (route, body) in BODIES.items():
+            path = route.format(model=served)
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak := now
             idle = memory_mib(pid, "VmRSS")
             answer: list[tuple[int, int]] = []

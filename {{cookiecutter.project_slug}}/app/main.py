@@ -1,5 +1,6 @@
 """The HTTP application: ``create_app(settings)``, its lifespan and its routes."""
 
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loaded.version,
             settings.model_path,
         )
+        # What is alive now (modules, the model) lives as long as the process:
+        # keep it out of the garbage collector's full passes, which a body of
+        # many small arrays would otherwise set off again and again, each one
+        # walking all of it (a 1 MiB body of them kept the loop busy 0.6 s).
+        gc.freeze()
         yield
         app.state.model = None
 
