@@ -123,6 +123,14 @@ HOSTILE_BODIES = {
             "]}]}",
         ),
     ),
+    "a tensor of empty rows": (
+        INFER,
+        filled(
+            '{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[',
+            "[]",
+            "]}]}",
+        ),
+    ),
     "a tensor of long text": (
         INFER,
         b'{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":["'
