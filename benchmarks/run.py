@@ -68,6 +68,7 @@ ROWS = {
     "service": "service",
     "baseline": "baseline service",
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
+    "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
     "unbatched": "service, batching off",
@@ -81,6 +82,7 @@ ROWS = {
     SERVICE,
     BASELINE,
     OPENTELEMETRY,
+    H11,
     BATCH,
     WORKERS,
     UNBATCHED,
@@ -92,6 +94,7 @@ RATIOS = (
     (SERVICE, BARE_QUIET),
     (SERVICE, RAW),
     (OPENTELEMETRY, BARE),
+    (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
     (WORKERS, SERVICE),
@@ -535,6 +538,8 @@ def servers_under_test(
     servers.append(
         service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
     )
+    # uvicorn's pure-Python parser, the alternative to httptools.
+    servers.append(service("h11", project, settings={"APP_HTTP": "h11"}))
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
     servers.append(service("unbatched", project, settings=BATCHING_OFF))

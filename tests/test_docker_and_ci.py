@@ -171,6 +171,45 @@ def test_dockerfile_listens_on_every_interface_on_port_8000(
     assert env["PYTHONUNBUFFERED"] == "1"
 
 
+def commands_run(stage: list[tuple[str, str]]) -> list[str]:
+    """The shell commands of a stage's RUN instructions, split at ``&&``."""
+    return [
+        command.strip()
+        for run in arguments_of(stage, "RUN")
+        for command in run.split("&&")
+    ]
+
+
+def test_dockerfile_virtualenv_has_no_pip_or_setuptools(
+    default_project: BakedProject, tmp_path: Path
+) -> None:
+    # The runtime stage gets the build stage's virtualenv: make one the way
+    # the Dockerfile does, and look inside.
+    (command,) = [
+        command
+        for command in commands_run(instructions(default_project.read("Dockerfile")))
+        if command.startswith("python -m venv ")
+    ]
+    *options, target = shlex.split(command)[3:]
+    assert target == "/opt/venv"
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", *options, venv], check=True)
+    installed = {path.name.split("-")[0] for path in venv.glob("lib/*/site-packages/*")}
+    assert not installed & {"pip", "setuptools"}, installed
+
+
+def test_dockerfile_runtime_stage_removes_the_base_images_pip(
+    default_project: BakedProject,
+) -> None:
+    _, stage = runtime_stage(default_project.read("Dockerfile"))
+    (uninstall,) = [
+        shlex.split(command)
+        for command in commands_run(stage)
+        if command.startswith("python -m pip uninstall ")
+    ]
+    assert {"--yes", "pip", "setuptools"} <= set(uninstall), uninstall
+
+
 def test_dockerfile_starts_the_service(default_project: BakedProject) -> None:
     _, stage = runtime_stage(default_project.read("Dockerfile"))
     (command,) = arguments_of(stage, "CMD")

@@ -96,9 +96,7 @@ def read_service_facts(project: Path) -> ServiceFacts:
         port=_default_of(fields["port"]),
         routes={**_get_routes(project / "app/main.py"), **metrics_routes},
         metrics_paths=frozenset(metrics_routes),
-        graceful_shutdown_seconds=_module_constant(
-            project / "app/__main__.py", "GRACEFUL_SHUTDOWN_SECONDS"
-        ),
+        graceful_shutdown_seconds=_default_of(fields["timeout_graceful_shutdown"]),
         image_user=_image_user(image),
         image_port=_first_number(r"^EXPOSE\s+(\d+)", image),
     )
@@ -159,16 +157,6 @@ def _is_call_of(node: ast.expr, method: str) -> bool:
 
 def _literal_path(call: ast.Call) -> str:
     return str(ast.literal_eval(call.args[0]))
-
-
-def _module_constant(path: Path, name: str) -> Any:
-    for node in _parse(path).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(target, ast.Name) and target.id == name
-            for target in node.targets
-        ):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"no {name} = ... in {path}")
 
 
 def _image_user(dockerfile: str) -> int | None:
@@ -414,7 +402,7 @@ def pod_problems(facts: ServiceFacts, pod: Pod) -> list[str]:
     if grace <= needed:
         problems.append(
             f"terminationGracePeriodSeconds {grace} leaves no room for the preStop"
-            f" pause and GRACEFUL_SHUTDOWN_SECONDS ({needed} s together)"
+            f" pause and APP_TIMEOUT_GRACEFUL_SHUTDOWN ({needed} s together)"
         )
 
     user = {
@@ -734,9 +722,9 @@ DRIFTS = {
         "APP_MAX_BATCH_SIZE",
     ),
     "app-drains-longer": (
-        "app/__main__.py",
-        r"GRACEFUL_SHUTDOWN_SECONDS = \d+",
-        "GRACEFUL_SHUTDOWN_SECONDS = 60",
+        "app/config.py",
+        r"(timeout_graceful_shutdown: int = Field\(default=)\d+",
+        r"\g<1>60",
         "terminationGracePeriodSeconds",
     ),
     "image-user-changed": (

@@ -35,6 +35,7 @@ DEFAULT_FILES = [
     "app/about.json",
     "app/batching.py",
     "app/config.py",
+    "app/http_protocol.py",
     "app/inference_protocol.py",
     "app/logs.py",
     "app/main.py",

@@ -1,25 +1,43 @@
 """Run the service: ``python -m app``, configured by ``APP_*`` settings."""
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from app import model
-from app.config import Settings
+from app.config import Settings, describe_errors
 from app.logs import logging_config
 
-# In-flight requests get this long to finish after SIGTERM; keep it below the
-# stop timeout of whatever runs the process.
-GRACEFUL_SHUTDOWN_SECONDS = 20
+# Exit statuses: 0 after a clean stop (SIGTERM included), 1 for a model that
+# cannot be served, 2 for invalid settings.
+EXIT_BAD_MODEL = 1
+EXIT_BAD_SETTINGS = 2
+# uvicorn's protocol for each parser; with httptools, one that limits heads.
+HTTP_PROTOCOLS = {
+    "httptools": "app.http_protocol:HeadLimitedHttpToolsProtocol",
+    "h11": "h11",
+}
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(*describe_errors(error), sep="\n", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
     try:
         # Fail fast, before binding the port, rather than serve errors.
         model.load(settings.model_path)
     except model.ModelError as error:
-        sys.exit(f"ERROR: {error}")
+        print(f"ERROR: {error}", file=sys.stderr)
+        sys.exit(EXIT_BAD_MODEL)
+    # Once it has drained, uvicorn raises the SIGTERM it caught again, which
+    # would end a single process with status 143 (0 with several workers, or
+    # as PID 1 in a container): make a clean stop exit 0 in every mode.
+    signal.signal(signal.SIGTERM, _stop_cleanly)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -29,8 +47,16 @@ def main() -> None:
         log_level=settings.log_level,
         log_config=logging_config(settings),
         access_log=False,  # app.middleware logs each request, with its id
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive,
+        http=HTTP_PROTOCOLS[settings.http],
+        h11_max_incomplete_event_size=settings.max_head_bytes,
+        timeout_graceful_shutdown=settings.timeout_graceful_shutdown,
     )
+
+
+def _stop_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.model import DEFAULT_MODEL_PATH
@@ -36,6 +36,23 @@ class Settings(BaseSettings):
     # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers
     # you configure. Off by default: it looks for them on every request.
     opentelemetry: bool = False
+    # Connections and requests at once, per worker; beyond it, uvicorn answers
+    # 503 at once. Open connections count, idle or not, so it sits above the
+    # usual open-file limit (1024): a raised limit stays bounded, and a few
+    # hundred slow clients cannot turn everyone's answer into a 503.
+    limit_concurrency: int = Field(default=2048, ge=1)
+    # Seconds an idle connection stays open after a response, and (with
+    # httptools) the time a client has to send a whole request head.
+    timeout_keep_alive: int = Field(default=5, ge=1)
+    # Largest request line and headers, in bytes; larger heads get 431.
+    max_head_bytes: int = Field(default=16 * 1024, ge=1024)
+    # uvicorn's HTTP parser: httptools (the faster; see app/http_protocol.py) or
+    # h11 (pure Python; it enforces max_head_bytes, but has no head deadline).
+    http: Literal["httptools", "h11"] = "httptools"
+    # After SIGTERM, in-flight requests get this long to finish; those still
+    # running are then answered 503. Keep it below the stop timeout of whatever
+    # runs the process.
+    timeout_graceful_shutdown: int = Field(default=20, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -49,3 +66,14 @@ class Settings(BaseSettings):
             origins = (origin.strip() for origin in value.split(","))
             return tuple(origin for origin in origins if origin)
         return value
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its variable and what would be valid."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = []
+    for item in error.errors():
+        variable = f"{prefix}{item['loc'][0]}".upper()
+        valid = item["msg"][:1].lower() + item["msg"][1:]
+        lines.append(f"ERROR: {item['input']!r} is not a valid {variable}: {valid}")
+    return lines

@@ -10,16 +10,17 @@ request, 404 for an unknown model or version, 503 before the model is loaded.
 
 import math
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
 
 from app import model
+from app.schemas import refuse_many_unknown_fields
 
 INPUT = "features"
 LABEL = "label"
@@ -31,7 +32,13 @@ PLATFORM = "onnx_onnxv1"
 # tritonclient sends this header when tensors follow the JSON as raw bytes.
 BINARY_EXTENSION_HEADER = "inference-header-content-length"
 
-Parameters = dict[str, str | int | float | bool]
+# fail_fast: the errors of the first invalid parameter, not of every one.
+Parameters = Annotated[dict[str, str | int | float | bool], Field(fail_fast=True)]
+# An error describes the first few problems and counts the rest, and is cut
+# short, so that its size does not grow with the body (names and values in it
+# come from the client).
+MAX_ERRORS_SHOWN = 10
+MAX_ERROR_TEXT = 1000
 
 
 class ProtocolError(Exception):
@@ -133,10 +140,16 @@ class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    shape: list[int]
+    # At most as many dimensions as NumPy allows.
+    shape: list[int] = Field(max_length=64)
     datatype: str
     parameters: Parameters | None = None
     data: list[Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, value: Any) -> Any:
+        return refuse_many_unknown_fields(cls)(value)
 
 
 class RequestOutput(BaseModel):
@@ -144,6 +157,11 @@ class RequestOutput(BaseModel):
 
     name: str
     parameters: Parameters | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, value: Any) -> Any:
+        return refuse_many_unknown_fields(cls)(value)
 
 
 class InferenceRequest(BaseModel):
@@ -170,8 +188,14 @@ class InferenceRequest(BaseModel):
 
     id: str | None = None
     parameters: Parameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
+    # fail_fast: the errors of the first invalid tensor, not of every one.
+    inputs: list[RequestInput] = Field(min_length=1, fail_fast=True)
+    outputs: list[RequestOutput] | None = Field(default=None, fail_fast=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, value: Any) -> Any:
+        return refuse_many_unknown_fields(cls)(value)
 
 
 class ResponseOutput(BaseModel):
@@ -287,16 +311,23 @@ async def infer_version(
 
 
 def _error(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code)
+    return JSONResponse({"error": _shorten(message)}, status_code)
 
 
 def _describe(errors: Any) -> str:
     """Pydantic's errors as one line: where each is, and what is wrong there."""
-    return "; ".join(
+    described = "; ".join(
         f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
         + (f" ({error['ctx']['error']})" if "error" in error.get("ctx", {}) else "")
-        for error in errors
+        for error in errors[:MAX_ERRORS_SHOWN]
     )
+    if len(errors) > MAX_ERRORS_SHOWN:
+        described += f"; {len(errors) - MAX_ERRORS_SHOWN} more errors"
+    return described
+
+
+def _shorten(text: str) -> str:
+    return text[:MAX_ERROR_TEXT] + "..." if len(text) > MAX_ERROR_TEXT else text
 
 
 def _served_model(

@@ -5,6 +5,7 @@ the lines of one request can be found together.
 """
 
 import logging
+import re
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -19,6 +20,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s
 JSON_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s"
 )
+# Characters that could start a forged line, move the cursor or hide text in
+# a terminal: C0 and C1 controls, DEL, and Unicode's line and paragraph ends.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class RequestIdFilter(logging.Filter):
@@ -48,7 +52,20 @@ class _TimestampPerSecond(logging.Formatter):
 
 
 class TextFormatter(_TimestampPerSecond):
-    """Lines for people: the standard formatter."""
+    """Lines for people: the standard formatter, one line per record.
+
+    Control characters are escaped (``\\x0a``), so that text from a client,
+    such as a percent-decoded path, cannot forge a line or send escape codes to
+    a terminal. A traceback, appended after this, keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        return _CONTROL.sub(_escape, super().formatMessage(record))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class JsonLinesFormatter(_TimestampPerSecond, JsonFormatter):

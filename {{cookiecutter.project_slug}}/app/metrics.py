@@ -15,6 +15,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 LATENCY_BUCKETS = (
@@ -49,10 +50,24 @@ class BatchMetrics:
             self.wait.observe(seconds)
 
 
-class RequestMetrics:
-    """Record each HTTP request under its route template, never its raw path."""
+# Any other method a client invents is counted as "other", so that it cannot
+# add series of its own.
+METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+
+class RequestMetrics:
+    """Record each HTTP request under its route template, never its raw path.
+
+    Every label has a bounded set of values: known methods or "other", the
+    paths of the app's routes or "unmatched", and the statuses the app sends.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, routes: Sequence[BaseRoute]
+    ) -> None:
+        self.routes = routes
         self.requests = Counter(
             "http_requests",
             "HTTP requests by method, route and status.",
@@ -78,12 +93,26 @@ class RequestMetrics:
         self._per_label: dict[str, Counter] = {}
 
     def __call__(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", "unmatched")
-        latency, requests = self._series_of(scope["method"], route, status)
+        route = scope.get("route")
+        path = route.path if route is not None else self._route_path(scope)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        latency, requests = self._series_of(method, path, status)
         latency.observe(seconds)
         requests.inc()
         for label in scope.get("state", {}).get("predicted_labels", ()):
             self._predictions_of(label).inc()
+
+    def _route_path(self, scope: Scope) -> str:
+        # FastAPI's routes name themselves in the scope; the docs' routes do
+        # not, and a 413 is answered before routing: look them up here, from
+        # the root path the app was given (a Mount has moved it on).
+        root_path = scope.get("app_root_path", scope.get("root_path", ""))
+        at_the_top = {**scope, "root_path": root_path}
+        for route in self.routes:
+            match, _ = route.matches(at_the_top)
+            if match is not Match.NONE:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
 
     def _series_of(
         self, method: str, route: str, status: int
@@ -111,4 +140,4 @@ def instrument(app: FastAPI) -> RequestMetrics:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics, include_in_schema=False)
-    return RequestMetrics(registry)
+    return RequestMetrics(registry, app.router.routes)

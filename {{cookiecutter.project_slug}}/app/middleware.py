@@ -5,6 +5,7 @@ Written as plain ASGI rather than ``BaseHTTPMiddleware``, which would add a task
 and a memory stream to every request.
 """
 
+import asyncio
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
-from starlette.status import HTTP_413_CONTENT_TOO_LARGE
+from starlette.status import HTTP_413_CONTENT_TOO_LARGE, HTTP_503_SERVICE_UNAVAILABLE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id
@@ -23,6 +24,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 TOO_LARGE = "Content Too Large"
+SHUTTING_DOWN = "The service is shutting down"
 
 logger = logging.getLogger("app.access")
 
@@ -46,7 +48,7 @@ class RequestContextMiddleware:
         # 128 random bits in hex, like uuid4().hex at a fifth of the cost.
         rid = _incoming_request_id(scope) or os.urandom(16).hex()
         token = request_id.set(rid)
-        status = 500
+        status = 0  # until the response starts
         id_header = (REQUEST_ID_HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -58,7 +60,18 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the grace period
+            # of a shutdown ends, such as an upload that stalled. Answer them
+            # 503, rather than let uvicorn log a traceback and send a 500.
+            if status:  # the response has started: too late to answer
+                raise
+            response = JSONResponse(
+                {"detail": SHUTTING_DOWN}, HTTP_503_SERVICE_UNAVAILABLE
+            )
+            await response(scope, receive, send_with_id)
         finally:
+            status = status or 500  # what uvicorn answers to an exception
             seconds = time.perf_counter() - started
             for observe in self.observers:
                 observe(scope, status, seconds)

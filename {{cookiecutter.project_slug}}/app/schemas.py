@@ -1,10 +1,39 @@
 """Request and response bodies of the HTTP API, around the model's own types."""
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.model import Features, Prediction
+
+# Unknown fields are reported one by one up to this many; beyond, in one error.
+MAX_UNKNOWN_FIELDS = 10
+
+
+def refuse_many_unknown_fields(model: type[BaseModel]) -> Callable[[Any], Any]:
+    """A check that an object has at most a few more keys than ``model`` has fields.
+
+    Pydantic reports each unknown field as an error of its own, so a body of a
+    few bytes per key would otherwise cost a hundred thousand errors a megabyte.
+    """
+    most = len(model.model_fields) + MAX_UNKNOWN_FIELDS
+
+    def check(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > most:
+            raise PydanticCustomError(
+                "too_many_fields",
+                "at most {most} fields are allowed, got {count}",
+                {"most": most, "count": len(value)},
+            )
+        return value
+
+    return check
+
+
+# One instance, as the API takes it.
+Instance = Annotated[Features, BeforeValidator(refuse_many_unknown_fields(Features))]
 
 
 class BatchRequest(BaseModel):
@@ -12,7 +41,13 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[Features] = Field(min_length=1)
+    # fail_fast: the errors of the first invalid instance, not of every one.
+    instances: list[Instance] = Field(min_length=1, fail_fast=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, value: Any) -> Any:
+        return refuse_many_unknown_fields(cls)(value)
 
 
 class BatchResponse(BaseModel):

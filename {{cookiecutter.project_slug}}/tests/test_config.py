@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import Settings, describe_errors
 from app.model import DEFAULT_MODEL_PATH
 
 
@@ -18,6 +18,11 @@ def test_settings_defaults() -> None:
     assert settings.cors_origins == ()
     assert settings.batch_max_size == 64
     assert settings.batch_max_wait_ms == 0
+    assert settings.limit_concurrency == 2048
+    assert settings.timeout_keep_alive == 5
+    assert settings.max_head_bytes == 16 * 1024
+    assert settings.http == "httptools"
+    assert settings.timeout_graceful_shutdown == 20
 
 
 def test_settings_read_app_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,3 +51,21 @@ def test_settings_reject_invalid_batching(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.removeprefix("APP_").lower()):
         Settings(_env_file=None)
+
+
+def test_invalid_settings_are_described_one_line_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_PORT", "abc")
+    monkeypatch.setenv("APP_WORKERS", "0")
+    monkeypatch.setenv("APP_LOG_LEVEL", "loud")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert describe_errors(caught.value) == [
+        "ERROR: 'abc' is not a valid APP_PORT: input should be a valid integer,"
+        " unable to parse string as an integer",
+        "ERROR: '0' is not a valid APP_WORKERS: input should be greater than or"
+        " equal to 1",
+        "ERROR: 'loud' is not a valid APP_LOG_LEVEL: input should be 'critical',"
+        " 'error', 'warning', 'info', 'debug' or 'trace'",
+    ]

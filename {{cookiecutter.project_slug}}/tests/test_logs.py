@@ -4,6 +4,7 @@ import logging.config
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.logs import (
@@ -78,3 +79,17 @@ def test_timestamps_match_the_standard_formatter(
         assert fast.formatTime(record) == standard.formatTime(record), created
     record = logging.makeLogRecord({"created": 1_700_000_000.0})
     assert fast.formatTime(record, "%Y") == standard.formatTime(record, "%Y")
+
+
+@pytest.mark.usefixtures("configure")
+def test_text_logs_escape_control_characters_from_the_client(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logging.config.dictConfig(logging_config(Settings(_env_file=None)))
+    forged = "%0a2026-01-01 12:00:00,000 INFO    app.access [admin] POST /admin 200"
+    client.get(f"/health/{forged}%0d%1b[2J%00%c2%85%e2%80%a8")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        " GET /health/\\x0a2026-01-01 12:00:00,000 INFO    app.access [admin]"
+        " POST /admin 200\\x0d\\x1b[2J\\x00\\x85\\u2028 404 "
+    ) in line

@@ -10,6 +10,9 @@ from app.config import Settings
 from app.main import create_app
 from tests.conftest import SETOSA, VIRGINICA
 
+# More unknown fields than are reported one by one.
+UNKNOWN = {f"unknown_{i}": 0 for i in range(20)}
+
 
 def test_live_is_ok(client: TestClient) -> None:
     response = client.get("/health/live")
@@ -66,6 +69,77 @@ def test_predict_batch_over_limit_names_limit() -> None:
     )
 
 
+def test_predict_batch_over_limit_is_one_error_before_instances_are_checked() -> None:
+    settings = Settings(_env_file=None, max_batch_size=2)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/predict/batch", json={"instances": [0] * 5})
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["body", "instances"],
+                "msg": "at most 2 instances are allowed per batch, got 5",
+                "type": "too_long",
+            }
+        ]
+    }
+
+
+def test_predict_batch_reports_only_first_invalid_instance(client: TestClient) -> None:
+    instances = [SETOSA, {**SETOSA, "sepal_length": -1}, {}, {}]
+    response = client.post("/predict/batch", json={"instances": instances})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == [
+        {
+            "loc": ["body", "instances", 1, "sepal_length"],
+            "msg": "Input should be greater than 0",
+            "type": "greater_than",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/predict", {**SETOSA, **UNKNOWN}, ["body"]),
+        (
+            "/predict/batch",
+            {"instances": [{**SETOSA, **UNKNOWN}]},
+            ["body", "instances", 0],
+        ),
+        ("/predict/batch", {"instances": [SETOSA], **UNKNOWN}, ["body"]),
+    ],
+    ids=["predict", "batch-instance", "batch"],
+)
+def test_many_unknown_fields_are_one_error(
+    client: TestClient, path: str, body: dict[str, Any], loc: list[Any]
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == loc
+    assert error["type"] == "too_many_fields"
+
+
+def test_422_shows_first_errors_and_counts_the_rest(client: TestClient) -> None:
+    body = {**dict.fromkeys(SETOSA, "x"), **{f"u{i}": 0 for i in range(10)}}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert len(detail) == 11
+    assert detail[-1] == {
+        "loc": ["body"],
+        "msg": "4 more errors",
+        "type": "too_many_errors",
+    }
+
+
+def test_422_shortens_long_field_names(client: TestClient) -> None:
+    response = client.post("/predict", json={**SETOSA, "a" * 100_000: 0})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "a" * 100 + "..."]
+
+
 def test_predict_batch_rejects_empty(client: TestClient) -> None:
     response = client.post("/predict/batch", json={"instances": []})
     assert response.status_code == 422, response.text
@@ -115,8 +189,12 @@ def test_predict_rejects_malformed_json(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"\xff\xfe not utf-8", b'{"sepal_length": 1' + b"0" * 5000 + b"}"],
-    ids=["invalid-utf8", "integer-too-long"],
+    [
+        b"\xff\xfe not utf-8",
+        b'{"sepal_length": 1' + b"0" * 5000 + b"}",
+        b"[" * 100_000,
+    ],
+    ids=["invalid-utf8", "integer-too-long", "nested-too-deep"],
 )
 def test_predict_rejects_unparseable_body(client: TestClient, content: bytes) -> None:
     response = client.post(

@@ -1,14 +1,17 @@
 """``python -m app`` as an operator runs it: a real process on a real port."""
 
+import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,25 +40,208 @@ def wait_for_line(log: Path, text: str, timeout: float = 15) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture(params=["1", "8"], ids=["unbatched", "batched"])
-def server(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    port, log = free_port(), tmp_path / "server.log"
-    process = start(log, port=str(port), batch_max_size=request.param)
-    deadline = time.monotonic() + 15
+def wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 30
     while True:
         assert process.poll() is None, log.read_text()
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-            break
+            return
         except OSError:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``python -m app`` on a free port; ``request.param``: more settings."""
+    settings = getattr(request, "param", {})
+    port, log = free_port(), tmp_path / "server.log"
+    process = start(log, port=str(port), **settings)
+    wait_until_ready(process, port, log)
     yield process, port, log
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+MIB = 1024 * 1024
+BODY_LIMIT = MIB  # APP_MAX_BODY_BYTES at its default
+
+
+def filled(head: str, item: str, tail: str) -> bytes:
+    """``head item,item,...,item tail``, as long as the body limit allows."""
+    count = (BODY_LIMIT - len(head) - len(tail) + 1) // (len(item) + 1)
+    return (head + ",".join([item] * count) + tail).encode()
+
+
+def many_keys(head: str, tail: str) -> bytes:
+    """An object of distinct short keys, as many as the body limit allows."""
+    keys: list[str] = []
+    size = len(head) + len(tail) + 8
+    while size < BODY_LIMIT:
+        keys.append(f'"{len(keys):x}":0')
+        size += len(keys[-1]) + 1
+    return (head + ",".join(keys[:-1]) + tail).encode()
+
+
+# The bodies, at the body limit, that cost the most to refuse.
+INFER = "/v2/models/{model}/infer"
+HOSTILE_BODIES = {
+    "batch of numbers": ("/predict/batch", filled('{"instances":[', "0", "]}")),
+    "batch of empty objects": ("/predict/batch", filled('{"instances":[', "{}", "]}")),
+    "batch of empty arrays": ("/predict/batch", filled('{"instances":[', "[]", "]}")),
+    "batch of valid instances": (
+        "/predict/batch",
+        filled('{"instances":[', json.dumps(SETOSA), "]}"),
+    ),
+    "instances of a few unknown keys": (
+        "/predict/batch",
+        filled('{"instances":[', json.dumps({f"k{i}": 0 for i in range(14)}), "]}"),
+    ),
+    "unknown keys": ("/predict", many_keys("{", "}")),
+    "unknown keys in an instance": (
+        "/predict/batch",
+        many_keys('{"instances":[{', "}]}"),
+    ),
+    "unknown keys beside the instances": (
+        "/predict/batch",
+        many_keys('{"instances":[],', "}"),
+    ),
+    "one long unknown key": ("/predict", b'{"' + b"k" * (BODY_LIMIT - 8) + b'":0}'),
+    "deep nesting": ("/predict", b"[" * BODY_LIMIT),
+    "tensors": (INFER, filled('{"inputs":[', "{}", "]}")),
+    "unknown keys for the inference protocol": (INFER, many_keys("{", "}")),
+    "parameters": (INFER, many_keys('{"inputs":[],"parameters":{', "}}")),
+    "a tensor of many dimensions": (
+        INFER,
+        filled(
+            '{"inputs":[{"name":"features","datatype":"FP32","data":[1],"shape":[',
+            "1",
+            "]}]}",
+        ),
+    ),
+    "a tensor of empty rows": (
+        INFER,
+        filled(
+            '{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[',
+            "[]",
+            "]}]}",
+        ),
+    ),
+    "a tensor of long text": (
+        INFER,
+        b'{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":["'
+        + b"a" * (BODY_LIMIT - 100)
+        + b'",0,0,0]}]}',
+    ),
+}
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS (resident now) or VmHWM (peak resident) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def slowest_answer_while(port: int, action: threading.Thread) -> float:
+    """The slowest /health/live answer, in seconds, while ``action`` runs."""
+    slowest = 0.0
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    action.start()
+    while action.is_alive():
+        started = time.monotonic()
+        connection.request("GET", "/health/live")
+        connection.getresponse().read()
+        slowest = max(slowest, time.monotonic() - started)
+    connection.close()
+    return slowest
+
+
+def post(port: int, path: str, body: bytes, answer: list[tuple[int, bytes]]) -> None:
+    """POST a JSON body; append the status and content of the answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"content-type": "application/json"}
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    answer.append((response.status, response.read()))
+    connection.close()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="reads peak memory from /proc"
+)
+def test_hostile_bodies_cost_little_memory_time_and_answer(
+    server: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, _ = server
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/model") as response:
+        served = json.load(response)["name"]
+    costs: dict[str, tuple[int, int, int, float]] = {}
+    for name, (route, body) in HOSTILE_BODIES.items():
+        assert len(body) <= BODY_LIMIT, name
+        path = route.format(model=served)
+        # Start the peak afresh from what the worker holds now, when idle.
+        Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+        idle = memory_mib(process.pid, "VmRSS")
+        answer: list[tuple[int, bytes]] = []
+        sending = threading.Thread(target=post, args=(port, path, body, answer))
+        blocked = slowest_answer_while(port, sending)
+        [(status, content)] = answer
+        growth = memory_mib(process.pid, "VmHWM") - idle
+        costs[name] = (status, len(content), round(growth), round(blocked, 2))
+    # Each: a 422 (400 from the inference protocol), at most 64 KiB of answer,
+    # 64 MiB of memory above idle, and half a second with the event loop busy.
+    too_costly = {
+        name: f"{status}, {size} bytes, +{growth} MiB, loop blocked {blocked} s"
+        for name, (status, size, growth, blocked) in costs.items()
+        if not (
+            status in (400, 422)
+            and size <= 64 * 1024
+            and growth <= 64
+            and blocked <= 0.5
+        )
+    }
+    assert too_costly == {}
+
+
+@pytest.mark.parametrize("server", [{"timeout_keep_alive": "1"}], indirect=True)
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /health/live HTTP/1.1\r\nHost: te"], ids=["idle", "slow-head"]
+)
+def test_connection_without_a_whole_head_in_time_gets_408(
+    server: tuple[subprocess.Popen[bytes], int, Path], sent: bytes
+) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        response = read_to_end(sock)
+    assert response.startswith("HTTP/1.1 408 "), response
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("server", "status"),
+    [
+        ({"max_head_bytes": "4096"}, "431"),
+        ({"max_head_bytes": "4096", "http": "h11"}, "400"),  # uvicorn's h11 answer
+    ],
+    ids=["httptools", "h11"],
+    indirect=["server"],
+)
+def test_request_head_over_the_limit_is_refused(
+    server: tuple[subprocess.Popen[bytes], int, Path], status: str
+) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512)
+        response = read_to_end(sock)
+    assert response.startswith(f"HTTP/1.1 {status} "), response
 
 
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
@@ -71,29 +257,79 @@ def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None
     ]
 
 
-def test_sigterm_lets_in_flight_request_finish(
+def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    process = start(log, port="abc", workers="0", max_body_bytes="-1")
+    assert process.wait(timeout=30) == 2
+    assert log.read_text().splitlines() == [
+        "ERROR: 'abc' is not a valid APP_PORT: input should be a valid integer,"
+        " unable to parse string as an integer",
+        "ERROR: '0' is not a valid APP_WORKERS: input should be greater than or"
+        " equal to 1",
+        "ERROR: '-1' is not a valid APP_MAX_BODY_BYTES: input should be greater"
+        " than or equal to 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"workers": "1", "batch_max_size": "1"},
+        {"workers": "1", "batch_max_size": "8"},
+        {"workers": "2"},
+    ],
+    ids=["1-worker-unbatched", "1-worker-batched", "2-workers"],
+    indirect=True,
+)
+def test_sigterm_lets_in_flight_request_finish_then_exits_0(
     server: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     process, port, log = server
     body = json.dumps(SETOSA).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        head = (
-            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-        )
-        sock.sendall(head % len(body) + body[:10])
-        # Once the server has answered a later request, it has read this one,
-        # which is now in flight, waiting for the rest of its body.
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+    with stalled_upload(port, body[:10], len(body)) as sock:
         process.send_signal(signal.SIGTERM)
         wait_for_line(log, "Waiting for connections to close")
         assert process.poll() is None, "exited with a request in flight"
         sock.sendall(body[10:])
-        # The server closes the connection once the response is out: read to EOF.
-        response = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 200 OK"), response
     assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == "setosa"
-    # uvicorn re-raises SIGTERM once shutdown is complete, so a supervisor sees
-    # the signal as the exit reason.
-    assert process.wait(timeout=15) == -signal.SIGTERM
+    assert process.wait(timeout=15) == 0
     assert "Finished server process" in log.read_text()
+
+
+@pytest.mark.parametrize("server", [{"timeout_graceful_shutdown": "1"}], indirect=True)
+def test_stalled_request_is_answered_503_at_the_shutdown_deadline(
+    server: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, log = server
+    with stalled_upload(port, b'{"sepal', 100) as sock:
+        process.send_signal(signal.SIGTERM)
+        response = read_to_end(sock)
+    assert response.startswith("HTTP/1.1 503 Service Unavailable"), response
+    assert process.wait(timeout=15) == 0
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    assert " POST /predict 503 " in output, output
+
+
+@contextmanager
+def stalled_upload(port: int, sent: bytes, length: int) -> Iterator[socket.socket]:
+    """A connection whose POST /predict is in flight: ``sent`` of ``length`` bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = (
+            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        )
+        sock.sendall(head % length + sent)
+        # Once the server has answered a later request, it has read this one,
+        # which is now in flight, waiting for the rest of its body. With several
+        # workers another one may answer, so give this one a moment too.
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
+        time.sleep(0.2)
+        yield sock
+
+
+def read_to_end(sock: socket.socket) -> str:
+    """What the server sends until it closes the connection."""
+    return b"".join(iter(lambda: sock.recv(65536), b"")).decode()

@@ -81,3 +81,34 @@ def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
     assert sample(metrics, "batch_rows_count") == 2
     assert sample(metrics, "batch_rows_sum") == 2
     assert sample(metrics, "batch_wait_seconds_count") == 2
+
+
+def test_metrics_label_a_413_with_its_route() -> None:
+    settings = Settings(_env_file=None, max_body_bytes=64)
+    with TestClient(create_app(settings)) as client:
+        client.post("/predict/batch", json={"instances": [SETOSA] * 2})
+        metrics = client.get("/metrics").text
+    count = "http_requests_total"
+    labels = {"method": "POST", "route": "/predict/batch", "status": "413"}
+    assert sample(metrics, count, **labels) == 1
+
+
+def test_metrics_label_the_docs_with_their_routes(client: TestClient) -> None:
+    client.get("/openapi.json")
+    asset = re.search(r'src="(/[^"]+\.js)"', client.get("/docs").text)
+    assert asset, "no script in /docs"
+    client.get(asset.group(1))
+    metrics = client.get("/metrics").text
+    assert "unmatched" not in metrics
+    count = "http_requests_total"
+    for route in ("/openapi.json", "/docs", "/static-offline-docs"):
+        assert sample(metrics, count, method="GET", route=route, status="200") == 1
+
+
+def test_metrics_count_invented_methods_as_other(client: TestClient) -> None:
+    for method in ("FOO", "BAR", "BAZ"):
+        client.request(method, "/predict")
+    metrics = client.get("/metrics").text
+    assert "FOO" not in metrics
+    count = "http_requests_total"
+    assert sample(metrics, count, method="other", route="/predict", status="405") == 3
