@@ -223,6 +223,8 @@ async def _predict_in_batch(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
         ) from error
+
+
 async def _batch_within_limit(request: Request) -> None:
     """Refuse an over-long batch with one error, before its instances are validated."""
     try:
