@@ -39,7 +39,7 @@ DEFAULT_FILES = [
     "app/main.py",
     "app/metrics.py",
     "app/middleware.py",
-    "app/model.json",
+    "app/model.onnx",
     "app/model.py",
     "app/schemas.py",
     "app/train.py",

@@ -138,9 +138,7 @@ class Model:
         return np.array(rows, dtype=self._input_dtype).reshape(len(rows), -1)
 
     def _predict(self, inputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        outputs = self._session.run(
-            [PROBABILITIES_OUTPUT], {self._input_name: inputs}
-        )
+        outputs = self._session.run([PROBABILITIES_OUTPUT], {self._input_name: inputs})
         return np.asarray(outputs[0])
 
     def _post_process(self, probabilities: np.ndarray[Any, Any]) -> list[Prediction]:

@@ -147,7 +147,9 @@ def save(
     }
     onnx.helper.set_model_props(model, metadata)
     data = model.SerializeToString()
-    path.write_bytes(data.replace(CHECKSUM_PLACEHOLDER.encode(), checksum(data).encode()))
+    path.write_bytes(
+        data.replace(CHECKSUM_PLACEHOLDER.encode(), checksum(data).encode())
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

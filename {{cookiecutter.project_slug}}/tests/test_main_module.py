@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SETOSA
+from app import model
+from tests.conftest import FEATURE_NAMES, FIRST, resigned_artifact
 
 
 def free_port() -> int:
@@ -57,23 +58,40 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]
 
 
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
-    artifact = tmp_path / "model.json"
-    artifact.write_text("{not json")
+    data = bytearray(model.DEFAULT_MODEL_PATH.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(data)
     log = tmp_path / "server.log"
     process = start(log, model_path=str(artifact))
     assert process.wait(timeout=30) == 1
     assert log.read_text().strip().splitlines() == [
-        f"ERROR: cannot load model from '{artifact}': not valid JSON"
-        " (Expecting property name enclosed in double quotes:"
-        " line 1 column 2 (char 1))"
+        f"ERROR: cannot load model from '{artifact}':"
+        " checksum mismatch: the file was changed or damaged"
     ]
+
+
+def test_model_that_does_not_fit_features_stops_service_with_one_line(
+    tmp_path: Path,
+) -> None:
+    name = FEATURE_NAMES[0]
+    renamed = name[:-1] + ("x" if name[-1] != "x" else "y")
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(resigned_artifact(name.encode(), renamed.encode()))
+    log = tmp_path / "server.log"
+    process = start(log, model_path=str(artifact))
+    assert process.wait(timeout=30) == 1
+    (line,) = log.read_text().strip().splitlines()
+    prefix = f"ERROR: cannot load model from '{artifact}': Features has fields"
+    assert line.startswith(prefix), line
+    assert f"but the model takes ({renamed}," in line, line
 
 
 def test_sigterm_lets_in_flight_request_finish(
     server: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     process, port, log = server
-    body = json.dumps(SETOSA).encode()
+    body = json.dumps(FIRST.features).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         head = (
             b"POST /predict HTTP/1.1\r\nHost: test\r\n"
@@ -90,7 +108,7 @@ def test_sigterm_lets_in_flight_request_finish(
         # The server closes the connection once the response is out: read to EOF.
         response = b"".join(iter(lambda: sock.recv(65536), b"")).decode()
     assert response.startswith("HTTP/1.1 200 OK"), response
-    assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == "setosa"
+    assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == FIRST.label
     # uvicorn re-raises SIGTERM once shutdown is complete, so a supervisor sees
     # the signal as the exit reason.
     assert process.wait(timeout=15) == -signal.SIGTERM

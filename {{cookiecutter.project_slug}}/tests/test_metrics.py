@@ -2,7 +2,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import SETOSA, VIRGINICA
+from tests.conftest import FIRST, LAST
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:
@@ -17,8 +17,8 @@ def sample(metrics: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_requests_per_route_and_status(client: TestClient) -> None:
-    client.post("/predict", json=SETOSA)
-    client.post("/predict", json=SETOSA)
+    client.post("/predict", json=FIRST.features)
+    client.post("/predict", json=FIRST.features)
     client.post("/predict", json={})
     metrics = client.get("/metrics").text
     count = "http_requests_total"
@@ -34,11 +34,14 @@ def test_metrics_time_requests_per_route(client: TestClient) -> None:
 
 
 def test_metrics_count_predictions_per_class(client: TestClient) -> None:
-    client.post("/predict", json=VIRGINICA)
-    client.post("/predict/batch", json={"instances": [SETOSA, VIRGINICA, VIRGINICA]})
+    client.post("/predict", json=LAST.features)
+    client.post(
+        "/predict/batch",
+        json={"instances": [FIRST.features, LAST.features, LAST.features]},
+    )
     metrics = client.get("/metrics").text
-    assert sample(metrics, "predictions_total", label="virginica") == 3
-    assert sample(metrics, "predictions_total", label="setosa") == 1
+    assert sample(metrics, "predictions_total", label=LAST.label) == 3
+    assert sample(metrics, "predictions_total", label=FIRST.label) == 1
 
 
 def test_metrics_group_unknown_paths_under_one_label(client: TestClient) -> None:
