@@ -22,6 +22,8 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+# The trained model (ONNX, a protobuf) is the one binary file of a render.
+BINARY_SUFFIXES = (".onnx",)
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
 # GitHub Actions expressions look like Jinja but belong in a rendered workflow.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
@@ -59,6 +61,10 @@ class BakedProject:
             for p in self.path.rglob("*")
             if p.is_file() and ".venv" not in p.parts
         )
+
+    def text_files(self) -> list[str]:
+        """The files to read as text: all but the model artifact."""
+        return [name for name in self.files() if not name.endswith(BINARY_SUFFIXES)]
 
     def assert_ruff_clean(self) -> None:
         """Ruff's checks and formatting pass on the project as it is."""
