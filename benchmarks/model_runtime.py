@@ -14,6 +14,8 @@ dependencies the two renders do not share: what the runtime image gains.
 ``/predict`` under load is ``benchmarks.run``'s serving section.
 """
 
+# ruff: noqa: S603  (it runs the renders' own Python)
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks.run import FLOORS_DIR, Server, median, ratio, running
 from tests.bake import SETOSA, VIRGINICA
@@ -157,10 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     added = {k: v for k, v in sizes["after"].items() if k not in sizes["before"]}
     mib = 1024 * 1024
+    totals = {name: sum(found.values()) / mib for name, found in sizes.items()}
     print(
-        f"\nRuntime dependencies on disk: before {sum(sizes['before'].values()) / mib:.0f}"
-        f" MiB, after {sum(sizes['after'].values()) / mib:.0f} MiB; added:"
-        + "".join(f" {k} {v / mib:.1f}," for k, v in sorted(added.items()))
+        f"\nRuntime dependencies on disk: before {totals['before']:.0f} MiB,"
+        f" after {totals['after']:.0f} MiB; added, in MiB:"
+        + ",".join(f" {k} {v / mib:.1f}" for k, v in sorted(added.items()))
     )
     print(f"Server logs: {logs}")
 
