@@ -2,7 +2,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import FIRST, LAST
+from tests.conftest import FIRST, LAST, MODEL
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:
@@ -57,15 +57,15 @@ def test_metrics_count_inference_protocol_requests_by_route(
 ) -> None:
     tensor = {
         "name": "features",
-        "shape": [2, 4],
+        "shape": [2, len(FIRST.features)],
         "datatype": "FP32",
-        "data": [*SETOSA.values(), *VIRGINICA.values()],
+        "data": [*FIRST.features.values(), *LAST.features.values()],
     }
-    client.post("/v2/models/iris-logistic-regression/infer", json={"inputs": [tensor]})
+    client.post(f"/v2/models/{MODEL.name}/infer", json={"inputs": [tensor]})
     client.post("/v2/models/other/infer", json={"inputs": [tensor]})
     metrics = client.get("/metrics").text
     route = "/v2/models/{name}/infer"
     count = "http_requests_total"
     assert sample(metrics, count, method="POST", route=route, status="200") == 1
     assert sample(metrics, count, method="POST", route=route, status="404") == 1
-    assert sample(metrics, "predictions_total", label="virginica") == 1
+    assert sample(metrics, "predictions_total", label=LAST.label) == 1
