@@ -29,16 +29,9 @@ DEFAULT_MODEL_PATH = Path(__file__).with_name("model.onnx")
 # The output a classifier exported with skl2onnx (zipmap off) names its class
 # probabilities: a float tensor of one row per instance, one column per class.
 PROBABILITIES_OUTPUT = "probabilities"
-# The keys of the artifact's metadata; all but name, version and sha256 hold JSON.
-METADATA_KEYS = (
-    "name",
-    "version",
-    "feature_names",
-    "classes",
-    "training",
-    "examples",
-    "sha256",
-)
+# The keys of the artifact's metadata: plain text, then JSON.
+TEXT_METADATA_KEYS = ("name", "version", "sha256")
+JSON_METADATA_KEYS = ("feature_names", "classes", "training", "examples")
 # The checksum is a SHA-256 of the whole file, taken while its own value was
 # this placeholder (same length, so the file's layout does not change).
 CHECKSUM_PLACEHOLDER = "0" * 64
@@ -205,14 +198,16 @@ def _verify_checksum(path: Path, data: bytes) -> None:
 
 
 def _read_metadata(path: Path, raw: Mapping[str, str]) -> dict[str, Any]:
-    missing = [key for key in METADATA_KEYS if key not in raw]
+    missing = [
+        key for key in (*TEXT_METADATA_KEYS, *JSON_METADATA_KEYS) if key not in raw
+    ]
     if missing:
         raise ModelError(
             path,
             f"missing metadata: {', '.join(missing)} (write it with app.train.save)",
         )
     try:
-        metadata = {key: json.loads(raw[key]) for key in METADATA_KEYS[2:-1]}
+        metadata = {key: json.loads(raw[key]) for key in JSON_METADATA_KEYS}
     except ValueError as error:
         raise ModelError(path, f"metadata is not valid JSON ({error})") from error
     return {"name": raw["name"], "version": raw["version"], **metadata}
