@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -23,29 +22,27 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+# The trained model (ONNX, a protobuf) is the one binary file of a render.
+BINARY_SUFFIXES = (".onnx",)
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
 # GitHub Actions expressions look like Jinja but belong in a rendered workflow.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 
 
-def generated_test_constants(*names: str) -> tuple[Any, ...]:
-    """These module-level constants of the generated project's tests/conftest.py.
-
-    Read rather than imported: it needs FastAPI, which this environment lacks.
-    It is copied without rendering, so the template's copy is plain Python.
-    """
-    conftest = TEMPLATE / "{{cookiecutter.project_slug}}" / "tests" / "conftest.py"
-    values = {
-        node.targets[0].id: node.value
-        for node in ast.parse(conftest.read_text()).body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-    }
-    return tuple(ast.literal_eval(values[name]) for name in names)
-
-
-# One flower of each end of the Iris data, as the API takes them: the samples
-# the generated project's own tests use.
-SETOSA, VIRGINICA = generated_test_constants("SETOSA", "VIRGINICA")
+# One flower of each end of the Iris data, as the API takes them: what a
+# default render must classify as setosa and virginica.
+SETOSA = {
+    "sepal_length": 5.1,
+    "sepal_width": 3.5,
+    "petal_length": 1.4,
+    "petal_width": 0.2,
+}
+VIRGINICA = {
+    "sepal_length": 6.7,
+    "sepal_width": 3.0,
+    "petal_length": 5.2,
+    "petal_width": 2.3,
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +61,10 @@ class BakedProject:
             for p in self.path.rglob("*")
             if p.is_file() and ".venv" not in p.parts
         )
+
+    def text_files(self) -> list[str]:
+        """The files to read as text: all but the model artifact."""
+        return [name for name in self.files() if not name.endswith(BINARY_SUFFIXES)]
 
     def assert_ruff_clean(self) -> None:
         """Ruff's checks and formatting pass on the project as it is."""

@@ -52,7 +52,7 @@ KEPT = [
     "LICENSE",
     "README.md",
     "app/main.py",
-    "app/model.json",
+    "app/model.onnx",
     "poetry.lock",
     "pyproject.toml",
 ]

@@ -36,6 +36,15 @@ def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
         assert status == 422, body
 
 
+def assert_cannot_import(python: Path, *modules: str) -> None:
+    """None of these is installed: the model is served without them."""
+    for module in modules:
+        missing = subprocess.run(
+            [python, "-c", f"import {module}"], capture_output=True, check=False
+        )
+        assert missing.returncode != 0, f"{module} importable in production"
+
+
 def test_generated_tests_all_pass_under_poetry(
     dev_install: tuple[BakedProject, Path],
 ) -> None:
@@ -88,7 +97,7 @@ def test_retraining_writes_a_loadable_artifact(
     dev_install: tuple[BakedProject, Path], tmp_path: Path
 ) -> None:
     project, bin_dir = dev_install
-    output = tmp_path / "retrained.json"
+    output = tmp_path / "retrained.onnx"
     project.run(bin_dir / "python", "-m", "app.train", "--output", output)
     with serving(
         bin_dir / "python",
@@ -134,13 +143,7 @@ def test_production_install_serves_without_dev_tools(
     bin_dir = poetry_install(project, "--only", "main")
     for tool in ("pytest", "ruff", "mypy", "pre-commit"):
         assert not (bin_dir / tool).exists(), f"{tool} installed in production"
-    for module in ("pytest", "sklearn", "httpx2"):
-        missing = subprocess.run(
-            [bin_dir / "python", "-c", f"import {module}"],
-            capture_output=True,
-            check=False,
-        )
-        assert missing.returncode != 0, f"{module} importable in production"
+    assert_cannot_import(bin_dir / "python", "pytest", "httpx2", "sklearn", "onnx")
     log = tmp_path_factory.mktemp("prod-log") / "server.log"
     assert_serves_predictions(bin_dir / "python", project.path, log)
 
@@ -150,8 +153,9 @@ def test_pip_installed_wheel_packages_the_model(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     project.run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", dist, ".")
     (wheel,) = dist.glob("*.whl")
-    assert "app/model.json" in zipfile.ZipFile(wheel).namelist()
+    assert "app/model.onnx" in zipfile.ZipFile(wheel).namelist()
     python = pip_install(project, tmp_path / "venv", wheel)
+    assert_cannot_import(python, "sklearn", "skl2onnx", "onnx")
     # No app/ here: the model artifact must come from the wheel.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

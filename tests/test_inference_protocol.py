@@ -126,7 +126,9 @@ def test_tritonclient_infers_what_predict_answers(
     )
     probabilities = result.as_numpy("probabilities")
     assert probabilities.dtype == np.float32
-    np.testing.assert_array_equal(probabilities, expected)
+    # One run of the model for the batch may round the last digits differently
+    # from a run per instance.
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
 
 
 def test_tritonclient_infers_from_fp32_within_its_precision(

@@ -988,7 +988,7 @@ def test_metrics_off_leaves_no_mention_of_metrics(
     project = renders[False]
     found = [
         f"{relative}: {line.strip()}"
-        for relative in project.files()
+        for relative in project.text_files()
         for line in project.read(relative).splitlines()
         if METRICS_WORDS.search(line)
     ]

@@ -143,7 +143,7 @@ def test_combination_renders_exactly_its_files_clean(
         )
     ].files()
     assert project.files() == expected_files(all_on, answers)
-    for relative in project.files():
+    for relative in project.text_files():
         text = project.read(relative)
         assert not template_residue(text), relative
         if relative.endswith(".py"):
@@ -160,8 +160,8 @@ def code_identity(project: BakedProject) -> str:
     """What decides a generated suite's result: its Python code and dependencies."""
     digest = hashlib.sha256()
     for relative in project.files():
-        if relative.endswith((".py", ".json")):
-            digest.update(relative.encode() + project.read(relative).encode())
+        if relative.endswith((".py", ".json", ".onnx")):
+            digest.update(relative.encode() + (project.path / relative).read_bytes())
     pyproject = project.pyproject()
     digest.update(json.dumps(pyproject["project"]["dependencies"]).encode())
     digest.update(json.dumps(pyproject["dependency-groups"]["dev"]).encode())

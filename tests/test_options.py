@@ -22,7 +22,7 @@ DEFAULT_OFF = {"include_kubernetes"}
 
 def mentions(project: BakedProject, pattern: str) -> list[str]:
     found = []
-    for relative in project.files():
+    for relative in project.text_files():
         for number, line in enumerate(project.read(relative).splitlines(), 1):
             if re.search(pattern, line, re.IGNORECASE):
                 found.append(f"{relative}:{number}: {line.strip()}")

@@ -51,7 +51,7 @@ def assert_carried_back(
     assert_readme_shows(project, name, description)
     assert json.loads(project.read("app/about.json"))["name"] == name
     assert author in project.read("LICENSE")
-    for relative in project.files():
+    for relative in project.text_files():
         text = project.read(relative)
         if relative.endswith(".py"):
             compile(text, relative, "exec")

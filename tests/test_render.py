@@ -13,6 +13,7 @@ from markdown_it import MarkdownIt
 
 import local_extensions as rules
 from tests.bake import (
+    BINARY_SUFFIXES,
     DEFAULTS,
     TEMPLATE,
     BakedProject,
@@ -41,7 +42,7 @@ DEFAULT_FILES = [
     "app/main.py",
     "app/metrics.py",
     "app/middleware.py",
-    "app/model.json",
+    "app/model.onnx",
     "app/model.py",
     "app/schemas.py",
     "app/train.py",
@@ -76,7 +77,7 @@ def test_default_render_has_exactly_the_expected_files(
 def test_default_render_leaves_no_template_residue(
     default_project: BakedProject,
 ) -> None:
-    for relative in default_project.files():
+    for relative in default_project.text_files():
         text = default_project.read(relative)
         found = template_residue(text)
         assert not found, f"{relative} still contains {found}"
@@ -95,7 +96,8 @@ def test_files_copied_without_rendering_hold_no_template_code() -> None:
         ]
         assert matched, f"{pattern!r} in _copy_without_render matches no file"
         for path in matched:
-            assert template_residue(path.read_text()) == [], path
+            if not path.name.endswith(BINARY_SUFFIXES):
+                assert template_residue(path.read_text()) == [], path
 
 
 def test_default_pyproject_carries_the_answers(default_project: BakedProject) -> None:

@@ -231,7 +231,7 @@ def test_cruft_create_renders_the_project_and_runs_the_hooks(
     created: tuple[Path, Path],
 ) -> None:
     _, project = created
-    for path in ("pyproject.toml", "README.md", "app/main.py", "app/model.json"):
+    for path in ("pyproject.toml", "README.md", "app/main.py", "app/model.onnx"):
         assert (project / path).is_file(), path
     assert "Apache License" in (project / "LICENSE").read_text()
     assert not (project / "_licenses").exists()  # the post-gen hook ran

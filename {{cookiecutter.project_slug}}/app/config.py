@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     log_json: bool = False
     model_path: Path = DEFAULT_MODEL_PATH
+    # ONNX Runtime's threads per worker; scale with workers or replicas instead.
+    model_threads: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Micro-batching of POST /predict: concurrent requests share one model run

@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = loaded = model.load(settings.model_path)
+        app.state.model = loaded = model.load(
+            settings.model_path, threads=settings.model_threads
+        )
         logger.info(
             "loaded model %s %s from %s",
             loaded.name,
@@ -268,7 +270,7 @@ async def predict(features: Instance, request: Request) -> model.Prediction:
 async def predict_batch(batch: BatchRequest, request: Request) -> BatchResponse:
     """Predict the classes of several instances."""
     loaded = _loaded_model(request)
-    predictions = [loaded.predict(x) for x in batch.instances]
+    predictions = loaded.predict_batch(batch.instances)
     request.state.predicted_labels = [p.label for p in predictions]
     return BatchResponse(predictions=predictions)
 

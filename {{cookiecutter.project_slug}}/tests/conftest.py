@@ -3,21 +3,28 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from app import model
 from app.config import Settings
 from app.main import create_app
 
-SETOSA = {
-    "sepal_length": 5.1,
-    "sepal_width": 3.5,
-    "petal_length": 1.4,
-    "petal_width": 0.2,
-}
-VIRGINICA = {
-    "sepal_length": 6.7,
-    "sepal_width": 3.0,
-    "petal_length": 5.2,
-    "petal_width": 2.3,
-}
+# The one place these tests learn what is served: the packaged model's feature
+# names, classes and example rows (one per class, picked by app.train from the
+# training data), so they hold for any model without edits.
+MODEL = model.load()
+FEATURE_NAMES = MODEL.feature_names
+FIRST, LAST = MODEL.examples[0], MODEL.examples[-1]
+
+
+def resigned_artifact(old: bytes, new: bytes) -> bytes:
+    """The packaged artifact with ``old`` replaced by ``new`` and a checksum that
+    fits again: a file that is intact but no longer what the service expects."""
+    data = model.DEFAULT_MODEL_PATH.read_bytes()
+    digest = model.CHECKSUM_ENTRY.findall(data)[0]
+    unsigned = data.replace(digest, model.CHECKSUM_PLACEHOLDER.encode())
+    altered = unsigned.replace(old, new)
+    return altered.replace(
+        model.CHECKSUM_PLACEHOLDER.encode(), model.checksum(altered).encode()
+    )
 
 
 @pytest.fixture

@@ -6,19 +6,27 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import SETOSA, VIRGINICA
+from app.model import Features
+from tests.conftest import FEATURE_NAMES, FIRST, LAST
+from tests.conftest import MODEL as SERVED
 
-MODEL = "iris-logistic-regression"
-VERSION = "1.0.0"
+MODEL = SERVED.name
+VERSION = SERVED.version
 INFER = f"/v2/models/{MODEL}/infer"
-CLASSES = ["setosa", "versicolor", "virginica"]
+CLASSES = list(SERVED.classes)
+N_FEATURES, N_CLASSES = len(FEATURE_NAMES), len(CLASSES)
+VALUES = list(FIRST.features.values())
+# Values just outside the bounds Features declares for its last field.
+BOUNDS = Features.model_json_schema()["properties"][FEATURE_NAMES[-1]]
+TOO_SMALL = BOUNDS.get("exclusiveMinimum", BOUNDS.get("minimum", 0.0)) - 1.0
+TOO_LARGE = BOUNDS.get("maximum", BOUNDS.get("exclusiveMaximum", 0.0)) + 1.0
 
 
 def features(*instances: dict[str, float], datatype: str = "FP32") -> dict[str, Any]:
     """The instances as the protocol's input tensor, its data flat."""
     return {
         "name": "features",
-        "shape": [len(instances), len(SETOSA)],
+        "shape": [len(instances), N_FEATURES],
         "datatype": datatype,
         "data": [value for instance in instances for value in instance.values()],
     }
@@ -51,7 +59,7 @@ def test_server_and_model_are_not_ready_before_model_loads(settings: Settings) -
         response = client.get(path)
         assert response.status_code == 503, response.text
         assert response.json() == {"error": "The model is not loaded yet."}
-    response = client.post(INFER, json={"inputs": [features(SETOSA)]})
+    response = client.post(INFER, json={"inputs": [features(FIRST.features)]})
     assert response.status_code == 503, response.text
 
 
@@ -75,10 +83,10 @@ def test_model_metadata_describes_the_tensors(client: TestClient, path: str) -> 
         "name": MODEL,
         "versions": [VERSION],
         "platform": "onnx_onnxv1",
-        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, N_FEATURES]}],
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, N_CLASSES]},
         ],
     }
 
@@ -107,16 +115,20 @@ def test_model_is_ready(client: TestClient, path: str) -> None:
 def test_unknown_model_or_version_is_404(
     client: TestClient, method: str, path: str, named: str
 ) -> None:
-    response = client.request(method, path, json={"inputs": [features(SETOSA)]})
+    response = client.request(method, path, json={"inputs": [features(FIRST.features)]})
     assert response.status_code == 404, response.text
     assert list(response.json()) == ["error"]
     assert named in response.json()["error"]
 
 
 def test_infer_gives_what_predict_gives(client: TestClient) -> None:
-    response = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]})
+    response = client.post(
+        INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
+    )
     assert response.status_code == 200, response.text
-    expected = [client.post("/predict", json=x).json() for x in (SETOSA, VIRGINICA)]
+    expected = [
+        client.post("/predict", json=x).json() for x in (FIRST.features, LAST.features)
+    ]
     body = response.json()
     assert body["model_name"] == MODEL
     assert body["model_version"] == VERSION
@@ -130,17 +142,23 @@ def test_infer_gives_what_predict_gives(client: TestClient) -> None:
         },
         {
             "name": "probabilities",
-            "shape": [2, 3],
+            "shape": [2, N_CLASSES],
             "datatype": "FP32",
-            "data": [p["probabilities"][c] for p in expected for c in CLASSES],
+            # One run of the model for a batch may round the last digits
+            # differently from a run per instance.
+            "data": pytest.approx(
+                [p["probabilities"][c] for p in expected for c in CLASSES], abs=1e-6
+            ),
         },
     ]
 
 
 def test_infer_takes_nested_data_and_fp64(client: TestClient) -> None:
-    flat = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]}).json()
-    tensor = features(SETOSA, VIRGINICA, datatype="FP64")
-    tensor["data"] = [list(SETOSA.values()), list(VIRGINICA.values())]
+    flat = client.post(
+        INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
+    ).json()
+    tensor = features(FIRST.features, LAST.features, datatype="FP64")
+    tensor["data"] = [list(FIRST.features.values()), list(LAST.features.values())]
     response = client.post(INFER, json={"inputs": [tensor]})
     assert response.status_code == 200, response.text
     assert response.json() == flat
@@ -153,7 +171,7 @@ def test_infer_returns_the_request_id_and_only_the_outputs_asked(
         f"/v2/models/{MODEL}/versions/{VERSION}/infer",
         json={
             "id": "request-7",
-            "inputs": [features(VIRGINICA)],
+            "inputs": [features(LAST.features)],
             "outputs": [{"name": "label"}],
         },
     )
@@ -161,20 +179,20 @@ def test_infer_returns_the_request_id_and_only_the_outputs_asked(
     body = response.json()
     assert body["id"] == "request-7"
     assert body["outputs"] == [
-        {"name": "label", "shape": [1], "datatype": "BYTES", "data": ["virginica"]}
+        {"name": "label", "shape": [1], "datatype": "BYTES", "data": [LAST.label]}
     ]
 
 
 def test_infer_accepts_a_body_without_content_type(client: TestClient) -> None:
-    content = json.dumps({"inputs": [features(SETOSA)]}).encode()
+    content = json.dumps({"inputs": [features(FIRST.features)]}).encode()
     response = client.post(INFER, content=content)
     assert "content-type" not in response.request.headers
     assert response.status_code == 200, response.text
-    assert output(response.json(), "label")["data"] == ["setosa"]
+    assert output(response.json(), "label")["data"] == [FIRST.label]
 
 
 def tensor_with(**changes: Any) -> dict[str, Any]:
-    return {"inputs": [{**features(SETOSA), **changes}]}
+    return {"inputs": [{**features(FIRST.features), **changes}]}
 
 
 # (body, words the error must contain): each a malformed request.
@@ -189,39 +207,57 @@ MALFORMED = {
     "not-an-object": (b"[]", "body: Input should be a valid dictionary"),
     "no-inputs": ({"inputs": []}, "body.inputs"),
     "two-inputs": (
-        {"inputs": [features(SETOSA), features(SETOSA)]},
+        {"inputs": [features(FIRST.features), features(FIRST.features)]},
         "one input, 'features'",
     ),
     "unknown-input": (tensor_with(name="pixels"), "['pixels']"),
     "unknown-field": (tensor_with(colour="blue"), "body.inputs.0.colour"),
     "unknown-output": (
-        {"inputs": [features(SETOSA)], "outputs": [{"name": "logits"}]},
+        {"inputs": [features(FIRST.features)], "outputs": [{"name": "logits"}]},
         "unknown outputs ['logits']",
     ),
     "datatype": (tensor_with(datatype="INT64"), "datatype 'INT64'"),
-    "shape-rank": (tensor_with(shape=[4]), "shape [4], expected [N, 4]"),
+    "shape-rank": (
+        tensor_with(shape=[N_FEATURES]),
+        f"shape [{N_FEATURES}], expected [N, {N_FEATURES}]",
+    ),
     "shape-features": (
-        tensor_with(shape=[1, 3], data=[1.0, 1.0, 1.0]),
-        "shape [1, 3]",
+        tensor_with(shape=[1, N_FEATURES - 1], data=VALUES[:-1]),
+        f"shape [1, {N_FEATURES - 1}]",
     ),
-    "shape-no-rows": (tensor_with(shape=[0, 4], data=[]), "N >= 1"),
+    "shape-no-rows": (tensor_with(shape=[0, N_FEATURES], data=[]), "N >= 1"),
     "shape-not-a-list": (tensor_with(shape="1x4"), "body.inputs.0.shape"),
-    "data-too-short": (tensor_with(data=[5.1, 3.5, 1.4]), "has 3 values"),
-    "data-too-long": (tensor_with(data=[5.1, 3.5, 1.4, 0.2, 1.0]), "has 5 values"),
-    "data-nested-wrongly": (
-        tensor_with(data=[[5.1, 3.5], [1.4, 0.2]]),
-        "nested data must be 1 rows of 4 values",
+    "data-too-short": (
+        tensor_with(data=VALUES[:-1]),
+        f"has {N_FEATURES - 1} values",
     ),
-    "data-string": (tensor_with(data=[5.1, "3.5", 1.4, 0.2]), "'3.5', not a number"),
-    "data-boolean": (tensor_with(data=[5.1, True, 1.4, 0.2]), "True, not a number"),
-    "data-null": (tensor_with(data=[5.1, None, 1.4, 0.2]), "None, not a number"),
+    "data-too-long": (
+        tensor_with(data=[*VALUES, 1.0]),
+        f"has {N_FEATURES + 1} values",
+    ),
+    "data-nested-wrongly": (
+        tensor_with(data=[VALUES[:1], VALUES[1:]]),
+        f"nested data must be 1 rows of {N_FEATURES} values",
+    ),
+    "data-string": (
+        tensor_with(data=[VALUES[0], "3.5", *VALUES[2:]]),
+        "'3.5', not a number",
+    ),
+    "data-boolean": (
+        tensor_with(data=[VALUES[0], True, *VALUES[2:]]),
+        "True, not a number",
+    ),
+    "data-null": (
+        tensor_with(data=[VALUES[0], None, *VALUES[2:]]),
+        "None, not a number",
+    ),
     "value-out-of-range": (
-        tensor_with(data=[5.1, 3.5, 1.4, -0.2]),
-        "instance 0: petal_width: Input should be greater than 0",
+        tensor_with(data=[*VALUES[:-1], TOO_SMALL]),
+        f"instance 0: {FEATURE_NAMES[-1]}: Input should be greater than",
     ),
     "value-too-large": (
-        tensor_with(data=[5.1, 3.5, 100.5, 0.2]),
-        "instance 0: petal_length: Input should be less than or equal to 100",
+        tensor_with(data=[*VALUES[:-1], TOO_LARGE]),
+        f"instance 0: {FEATURE_NAMES[-1]}: Input should be less than",
     ),
 }
 # JSON that json.dumps would refuse to write: put in as raw text.
@@ -241,12 +277,11 @@ def test_infer_answers_a_malformed_request_400_naming_the_problem(
 
 @pytest.mark.parametrize("raw_value", NON_FINITE)
 def test_infer_refuses_non_finite_values(client: TestClient, raw_value: str) -> None:
-    content = json.dumps(tensor_with(data=[5.1, 3.5, 1.4, 99.0])).replace(
-        "99.0", raw_value
-    )
+    body = json.dumps(tensor_with(data=[*VALUES[:-1], "__value__"]))
+    content = body.replace('"__value__"', raw_value)
     response = client.post(INFER, content=content.encode())
     assert response.status_code == 400, response.text
-    assert "value 3 is" in response.json()["error"]
+    assert f"value {N_FEATURES - 1} is" in response.json()["error"]
     assert "values must be finite" in response.json()["error"]
 
 
@@ -263,7 +298,9 @@ def test_infer_refuses_binary_tensor_data(client: TestClient) -> None:
 def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
     settings = Settings(_env_file=None, max_batch_size=2)
     with TestClient(create_app(settings)) as client:
-        response = client.post(INFER, json={"inputs": [features(*[SETOSA] * 3)]})
+        response = client.post(
+            INFER, json={"inputs": [features(*[FIRST.features] * 3)]}
+        )
     assert response.status_code == 400, response.text
     assert response.json() == {
         "error": "at most 2 instances are allowed per request, got 3"
@@ -273,7 +310,9 @@ def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
 def test_infer_body_over_limit_is_413() -> None:
     settings = Settings(_env_file=None, max_body_bytes=64)
     with TestClient(create_app(settings)) as client:
-        response = client.post(INFER, json={"inputs": [features(SETOSA, VIRGINICA)]})
+        response = client.post(
+            INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
+        )
     assert response.status_code == 413, response.text
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SETOSA
+from app import model
+from tests.conftest import FEATURE_NAMES, FIRST, resigned_artifact
 
 
 def free_port() -> int:
@@ -95,7 +96,7 @@ HOSTILE_BODIES = {
     "batch of empty arrays": ("/predict/batch", filled('{"instances":[', "[]", "]}")),
     "batch of valid instances": (
         "/predict/batch",
-        filled('{"instances":[', json.dumps(SETOSA), "]}"),
+        filled('{"instances":[', json.dumps(FIRST.features), "]}"),
     ),
     "instances of a few unknown keys": (
         "/predict/batch",
@@ -245,16 +246,33 @@ def test_request_head_over_the_limit_is_refused(
 
 
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
-    artifact = tmp_path / "model.json"
-    artifact.write_text("{not json")
+    data = bytearray(model.DEFAULT_MODEL_PATH.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(data)
     log = tmp_path / "server.log"
     process = start(log, model_path=str(artifact))
     assert process.wait(timeout=30) == 1
     assert log.read_text().strip().splitlines() == [
-        f"ERROR: cannot load model from '{artifact}': not valid JSON"
-        " (Expecting property name enclosed in double quotes:"
-        " line 1 column 2 (char 1))"
+        f"ERROR: cannot load model from '{artifact}':"
+        " checksum mismatch: the file was changed or damaged"
     ]
+
+
+def test_model_that_does_not_fit_features_stops_service_with_one_line(
+    tmp_path: Path,
+) -> None:
+    name = FEATURE_NAMES[0]
+    renamed = name[:-1] + ("x" if name[-1] != "x" else "y")
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(resigned_artifact(name.encode(), renamed.encode()))
+    log = tmp_path / "server.log"
+    process = start(log, model_path=str(artifact))
+    assert process.wait(timeout=30) == 1
+    (line,) = log.read_text().strip().splitlines()
+    prefix = f"ERROR: cannot load model from '{artifact}': Features has fields"
+    assert line.startswith(prefix), line
+    assert f"but the model takes ({renamed}," in line, line
 
 
 def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> None:
@@ -285,7 +303,7 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(
     server: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     process, port, log = server
-    body = json.dumps(SETOSA).encode()
+    body = json.dumps(FIRST.features).encode()
     with stalled_upload(port, body[:10], len(body)) as sock:
         process.send_signal(signal.SIGTERM)
         wait_for_line(log, "Waiting for connections to close")
@@ -293,7 +311,7 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(
         sock.sendall(body[10:])
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 200 OK"), response
-    assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == "setosa"
+    assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == FIRST.label
     assert process.wait(timeout=15) == 0
     assert "Finished server process" in log.read_text()
 

@@ -4,7 +4,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import SETOSA, VIRGINICA
+from tests.conftest import FIRST, LAST, MODEL
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:
@@ -20,8 +20,8 @@ def sample(metrics: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_requests_per_route_and_status(client: TestClient) -> None:
-    client.post("/predict", json=SETOSA)
-    client.post("/predict", json=SETOSA)
+    client.post("/predict", json=FIRST.features)
+    client.post("/predict", json=FIRST.features)
     client.post("/predict", json={})
     metrics = client.get("/metrics").text
     count = "http_requests_total"
@@ -37,11 +37,14 @@ def test_metrics_time_requests_per_route(client: TestClient) -> None:
 
 
 def test_metrics_count_predictions_per_class(client: TestClient) -> None:
-    client.post("/predict", json=VIRGINICA)
-    client.post("/predict/batch", json={"instances": [SETOSA, VIRGINICA, VIRGINICA]})
+    client.post("/predict", json=LAST.features)
+    client.post(
+        "/predict/batch",
+        json={"instances": [FIRST.features, LAST.features, LAST.features]},
+    )
     metrics = client.get("/metrics").text
-    assert sample(metrics, "predictions_total", label="virginica") == 3
-    assert sample(metrics, "predictions_total", label="setosa") == 1
+    assert sample(metrics, "predictions_total", label=LAST.label) == 3
+    assert sample(metrics, "predictions_total", label=FIRST.label) == 1
 
 
 def test_metrics_group_unknown_paths_under_one_label(client: TestClient) -> None:
@@ -57,25 +60,25 @@ def test_metrics_count_inference_protocol_requests_by_route(
 ) -> None:
     tensor = {
         "name": "features",
-        "shape": [2, 4],
+        "shape": [2, len(FIRST.features)],
         "datatype": "FP32",
-        "data": [*SETOSA.values(), *VIRGINICA.values()],
+        "data": [*FIRST.features.values(), *LAST.features.values()],
     }
-    client.post("/v2/models/iris-logistic-regression/infer", json={"inputs": [tensor]})
+    client.post(f"/v2/models/{MODEL.name}/infer", json={"inputs": [tensor]})
     client.post("/v2/models/other/infer", json={"inputs": [tensor]})
     metrics = client.get("/metrics").text
     route = "/v2/models/{name}/infer"
     count = "http_requests_total"
     assert sample(metrics, count, method="POST", route=route, status="200") == 1
     assert sample(metrics, count, method="POST", route=route, status="404") == 1
-    assert sample(metrics, "predictions_total", label="virginica") == 1
+    assert sample(metrics, "predictions_total", label=LAST.label) == 1
 
 
 def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
     settings = Settings(_env_file=None, batch_max_size=8)
     with TestClient(create_app(settings)) as client:
-        client.post("/predict", json=SETOSA)
-        client.post("/predict", json=VIRGINICA)
+        client.post("/predict", json=FIRST.features)
+        client.post("/predict", json=LAST.features)
         metrics = client.get("/metrics").text
     # One request at a time: each model run has one row.
     assert sample(metrics, "batch_rows_count") == 2
@@ -86,7 +89,7 @@ def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
 def test_metrics_label_a_413_with_its_route() -> None:
     settings = Settings(_env_file=None, max_body_bytes=64)
     with TestClient(create_app(settings)) as client:
-        client.post("/predict/batch", json={"instances": [SETOSA] * 2})
+        client.post("/predict/batch", json={"instances": [FIRST.features] * 2})
         metrics = client.get("/metrics").text
     count = "http_requests_total"
     labels = {"method": "POST", "route": "/predict/batch", "status": "413"}

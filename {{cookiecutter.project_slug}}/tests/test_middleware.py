@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from starlette.types import Scope
 
 from app.middleware import RequestContextMiddleware
-from tests.conftest import SETOSA
+from tests.conftest import FIRST
 
 
 def test_request_id_is_generated_and_echoed(client: TestClient) -> None:
@@ -29,7 +29,7 @@ def test_each_request_is_logged_once_with_status_and_latency(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.access"):
-        client.post("/predict", json=SETOSA, headers={"x-request-id": "req-42"})
+        client.post("/predict", json=FIRST.features, headers={"x-request-id": "req-42"})
     (record,) = [r for r in caplog.records if r.name == "app.access"]
     fields = vars(record)
     assert (fields["method"], fields["path"], fields["status"]) == (

@@ -1,92 +1,158 @@
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from app import model
-from tests.conftest import SETOSA, VIRGINICA
+from tests.conftest import FEATURE_NAMES, MODEL, resigned_artifact
+
+BOUND_OFFSETS = {
+    "exclusiveMinimum": 0,
+    "minimum": -1,
+    "exclusiveMaximum": 0,
+    "maximum": 1,
+}
 
 
-@pytest.fixture(scope="module")
-def iris() -> model.Model:
-    return model.load()
+def out_of_bounds() -> list[tuple[str, float]]:
+    """Each field with each value just outside the bounds Features declares."""
+    properties = model.Features.model_json_schema()["properties"]
+    return [
+        (name, properties[name][bound] + offset)
+        for name in FEATURE_NAMES
+        for bound, offset in BOUND_OFFSETS.items()
+        if bound in properties[name]
+    ]
 
 
-@pytest.fixture
-def artifact() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(model.DEFAULT_MODEL_PATH.read_text())
-    return data
-
-
-def write(path: Path, artifact: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(artifact))
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
     return path
 
 
-def test_load_reads_packaged_artifact(iris: model.Model) -> None:
-    assert iris.feature_names == tuple(SETOSA)
-    assert iris.classes == ("setosa", "versicolor", "virginica")
-    assert iris.training["accuracy"] > 0.9
+def test_load_reads_packaged_artifact() -> None:
+    assert tuple(model.Features.model_fields) == FEATURE_NAMES
+    assert len(set(MODEL.classes)) == len(MODEL.classes) >= 2
+    assert {example.label for example in MODEL.examples} <= set(MODEL.classes)
+    assert MODEL.training["samples"] > 0
 
 
-def test_predict_setosa(iris: model.Model) -> None:
-    prediction = iris.predict(model.Features(**SETOSA))
-    assert prediction.label == "setosa"
-    assert prediction.probabilities["setosa"] > 0.9
+@pytest.mark.parametrize("example", MODEL.examples, ids=lambda e: e.label)
+def test_predict_gives_each_example_its_class(example: model.Example) -> None:
+    prediction = MODEL.predict(model.Features(**example.features))
+    assert prediction.label == example.label
+    assert set(prediction.probabilities) == set(MODEL.classes)
+    assert math.isclose(sum(prediction.probabilities.values()), 1.0, rel_tol=1e-5)
+    assert prediction.probabilities[example.label] == max(
+        prediction.probabilities.values()
+    )
 
 
-def test_predict_virginica(iris: model.Model) -> None:
-    assert iris.predict(model.Features(**VIRGINICA)).label == "virginica"
+def test_predict_batch_runs_the_model_once_for_all_instances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    run = onnxruntime.InferenceSession.run
+
+    def counting_run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return run(self, *args, **kwargs)
+
+    instances = [model.Features(**e.features) for e in MODEL.examples] * 5
+    singles = [MODEL.predict(features) for features in instances]
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", counting_run)
+    batch = MODEL.predict_batch(instances)
+    assert len(calls) == 1
+    assert [p.label for p in batch] == [p.label for p in singles]
+    for one, many in zip(singles, batch, strict=True):
+        for label, probability in one.probabilities.items():
+            assert math.isclose(probability, many.probabilities[label], abs_tol=1e-6)
 
 
-def test_predict_probabilities_sum_to_one(iris: model.Model) -> None:
-    prediction = iris.predict(model.Features(**VIRGINICA))
-    assert set(prediction.probabilities) == set(iris.classes)
-    assert math.isclose(sum(prediction.probabilities.values()), 1.0)
+def test_features_examples_in_the_docs_are_valid() -> None:
+    examples = model.Features.model_json_schema()["examples"]
+    assert examples
+    for example in examples:
+        assert MODEL.predict(model.Features(**example)).label in MODEL.classes
 
 
-@pytest.mark.parametrize(
-    "value", [0, -1.0, 100.5, math.nan, math.inf, True, "5.1", None]
-)
-def test_features_reject_values_outside_centimetre_range(value: object) -> None:
-    with pytest.raises(ValidationError, match="sepal_length"):
-        model.Features(**{**SETOSA, "sepal_length": value})
+@pytest.mark.parametrize("name", FEATURE_NAMES)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, True, "5.1", None])
+def test_features_reject_values_that_are_not_finite_numbers(
+    name: str, value: object
+) -> None:
+    with pytest.raises(ValidationError, match=name):
+        model.Features(**{**MODEL.examples[0].features, name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), out_of_bounds())
+def test_features_reject_values_outside_declared_bounds(
+    name: str, value: float
+) -> None:
+    with pytest.raises(ValidationError, match=name):
+        model.Features(**{**MODEL.examples[0].features, name: value})
 
 
 def test_load_missing_file_names_path(tmp_path: Path) -> None:
-    path = tmp_path / "absent.json"
-    with pytest.raises(model.ModelError, match=r"absent\.json"):
+    path = tmp_path / "absent.onnx"
+    with pytest.raises(model.ModelError, match=r"absent\.onnx"):
         model.load(path)
 
 
-def test_load_rejects_invalid_json(tmp_path: Path) -> None:
-    path = tmp_path / "model.json"
-    path.write_text("{not json")
-    with pytest.raises(model.ModelError, match="not valid JSON"):
-        model.load(path)
-
-
-def test_load_rejects_checksum_mismatch(
-    tmp_path: Path, artifact: dict[str, Any]
+@pytest.mark.parametrize(
+    "data",
+    [b"{not onnx", b"", model.DEFAULT_MODEL_PATH.read_bytes()[:-20]],
+    ids=["other-format", "empty", "truncated"],
+)
+def test_load_rejects_what_is_not_a_written_artifact(
+    tmp_path: Path, data: bytes
 ) -> None:
-    artifact["intercepts"][0] += 1.0
+    with pytest.raises(model.ModelError, match="no sha256 in its metadata"):
+        model.load(write(tmp_path / "model.onnx", data))
+
+
+@pytest.mark.parametrize("where", [0.25, 0.5, 0.75])
+def test_load_rejects_a_damaged_artifact(tmp_path: Path, where: float) -> None:
+    data = bytearray(model.DEFAULT_MODEL_PATH.read_bytes())
+    data[int(len(data) * where)] ^= 0x01
     with pytest.raises(model.ModelError, match="checksum mismatch"):
-        model.load(write(tmp_path / "model.json", artifact))
+        model.load(write(tmp_path / "model.onnx", bytes(data)))
 
 
-def test_load_rejects_weights_of_wrong_shape(
-    tmp_path: Path, artifact: dict[str, Any]
+def test_load_rejects_features_in_another_order() -> None:
+    fields = dict.fromkeys(reversed(FEATURE_NAMES), (float, ...))
+    reordered = create_model("Reordered", **fields)  # type: ignore[call-overload]
+    with pytest.raises(model.ModelError, match=r"in that order") as error:
+        model.load(features=reordered)
+    assert f"takes ({', '.join(FEATURE_NAMES)})" in str(error.value)
+
+
+def test_load_rejects_features_of_another_count() -> None:
+    fields = dict.fromkeys(FEATURE_NAMES[:-1], (float, ...))
+    fewer = create_model("Fewer", **fields)  # type: ignore[call-overload]
+    with pytest.raises(model.ModelError, match="Fewer has fields"):
+        model.load(features=fewer)
+
+
+def test_load_rejects_features_of_another_type() -> None:
+    fields = dict.fromkeys(FEATURE_NAMES, (str, ...))
+    text = create_model("Text", **fields)  # type: ignore[call-overload]
+    with pytest.raises(model.ModelError, match=f"Text.{FEATURE_NAMES[0]} is"):
+        model.load(features=text)
+
+
+def test_load_rejects_classifier_exported_without_probabilities(
+    tmp_path: Path,
 ) -> None:
-    artifact["coefficients"][0].pop()
-    artifact["sha256"] = model.checksum(artifact)
-    with pytest.raises(model.ModelError, match="do not fit 3 classes x 4 features"):
-        model.load(write(tmp_path / "model.json", artifact))
+    data = resigned_artifact(b"probabilities", b"probabilitiez")
+    with pytest.raises(model.ModelError, match="no 'probabilities' output"):
+        model.load(write(tmp_path / "model.onnx", data))
 
 
-def test_load_rejects_unknown_format(tmp_path: Path, artifact: dict[str, Any]) -> None:
-    artifact["format"] = "pickle"
-    with pytest.raises(model.ModelError, match="format 'pickle'"):
-        model.load(write(tmp_path / "model.json", artifact))
+def test_load_runs_on_the_given_number_of_threads() -> None:
+    loaded = model.load(threads=2)
+    example = MODEL.examples[0]
+    assert loaded.predict(model.Features(**example.features)).label == example.label

@@ -1,24 +1,76 @@
-import math
+"""Training and export: needs the train group (poetry install --with train)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pytest
 
 from app import model
+from tests.conftest import FEATURE_NAMES, MODEL
+
+if TYPE_CHECKING:
+    from app.train import Dataset
 
 train = pytest.importorskip(
     "app.train", reason="needs the train group: poetry install --with train"
 )
 
 
-def test_training_reproduces_packaged_artifact() -> None:
-    packaged = model.load()
-    artifact = train.train()
-    assert artifact["feature_names"] == list(packaged.feature_names)
-    assert artifact["classes"] == list(packaged.classes)
-    assert artifact["training"]["accuracy"] == packaged.training["accuracy"]
-    retrained = model.Model(artifact)
-    for row in ([5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.7, 3.0, 5.2, 2.3]):
-        features = model.Features(**dict(zip(packaged.feature_names, row, strict=True)))
-        new, old = retrained.predict(features), packaged.predict(features)
-        assert new.label == old.label
-        for label, probability in new.probabilities.items():
-            assert math.isclose(probability, old.probabilities[label], abs_tol=1e-6)
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    dataset: Dataset = train.load_data()
+    return dataset
+
+
+def predict_rows(served: model.Model, rows: np.ndarray) -> list[model.Prediction]:
+    instances = [
+        model.Features(**dict(zip(FEATURE_NAMES, map(float, row), strict=True)))
+        for row in rows
+    ]
+    return served.predict_batch(instances)
+
+
+def test_onnx_agrees_with_the_pipeline_on_every_training_row(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    pipeline = train.fit(dataset)
+    path = tmp_path / "model.onnx"
+    train.save(
+        train.export(pipeline, dataset),
+        path,
+        name="parity",
+        version="0",
+        feature_names=FEATURE_NAMES,
+        classes=dataset.classes,
+        training={},
+        examples=[],
+    )
+    predictions = predict_rows(model.load(path), dataset.data)
+    expected = pipeline.predict_proba(dataset.data)
+    labels = [dataset.classes[index] for index in pipeline.predict(dataset.data)]
+    assert [p.label for p in predictions] == labels
+    served = np.array(
+        [[p.probabilities[label] for label in dataset.classes] for p in predictions]
+    )
+    assert np.abs(served - expected).max() <= 1e-5
+
+
+def test_retraining_reproduces_the_packaged_predictions(
+    dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "model.onnx"
+    train.main(["--output", str(output)])
+    assert f"wrote {output}" in capsys.readouterr().out
+    retrained = model.load(output)
+    assert (retrained.name, retrained.version) == (MODEL.name, MODEL.version)
+    assert retrained.classes == MODEL.classes
+    assert retrained.examples == MODEL.examples
+    new = predict_rows(retrained, dataset.data)
+    old = predict_rows(MODEL, dataset.data)
+    assert [p.label for p in new] == [p.label for p in old]
+    for after, before in zip(new, old, strict=True):
+        for label, probability in after.probabilities.items():
+            assert abs(probability - before.probabilities[label]) <= 1e-6
