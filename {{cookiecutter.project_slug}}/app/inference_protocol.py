@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
 
-from app import model
+from app import DISTRIBUTION, model
 from app.schemas import refuse_many_unknown_fields
 
 INPUT = "features"
@@ -250,10 +250,8 @@ async def server_ready(request: Request, response: Response) -> ServerReady:
 # The protocol's OpenAPI document spells the path with a trailing slash.
 @router.get("/", include_in_schema=False)
 async def server_metadata(request: Request) -> ServerMetadata:
-    """The server's name and version."""
-    return ServerMetadata(
-        name=request.app.title, version=request.app.version, extensions=[]
-    )
+    """The server's name (its distribution's) and version."""
+    return ServerMetadata(name=DISTRIBUTION, version=request.app.version, extensions=[])
 
 
 # --- model --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import DISTRIBUTION
 from app.config import Settings
 from app.main import create_app
 from app.model import Features
@@ -68,7 +69,7 @@ def test_server_metadata_names_the_server(client: TestClient, path: str) -> None
     response = client.get(path, follow_redirects=False)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["name"] == client.app.title  # type: ignore[attr-defined]
+    assert body["name"] == DISTRIBUTION
     assert body["version"] == client.app.version  # type: ignore[attr-defined]
     assert body["extensions"] == []
 
