@@ -42,16 +42,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.image]
 USER_ID = "10001"
 READY_TIMEOUT = 60.0
 # Run inside the image: walks its file system and prints, one per line and
-# tab-separated, Poetry's package, any C compiler, and the SHA-256 of every file
-# named on the command line.
+# tab-separated, Poetry's installed distributions (poetry is a namespace package,
+# so its metadata is what marks it), any C compiler, and the SHA-256 of every
+# file named on the command line.
 FIND_LEFTOVERS = """
 import hashlib, os, sys
 names = set(sys.argv[1:])
 compilers = {"cc", "gcc", "g++", "c++", "clang", "cc1"}
 for root, dirs, files in os.walk("/"):
     dirs[:] = [d for d in dirs if os.path.join(root, d) not in {"/proc", "/sys"}]
-    if os.path.basename(root) == "poetry" and "__init__.py" in files:
-        print("poetry", root, sep="\\t")
+    for name in dirs:
+        if name.lower().startswith("poetry") and name.endswith(".dist-info"):
+            print("poetry", os.path.join(root, name), sep="\\t")
     for name in files:
         path = os.path.join(root, name)
         if name in compilers and os.access(path, os.X_OK):
@@ -223,8 +225,6 @@ def test_image_holds_no_poetry_compiler_or_tests(
         *wanted,
     )
     found = [line.split("\t") for line in result.stdout.splitlines()]
-    poetry = [path for kind, *path in found if kind == "poetry"]
-    compilers = [path for kind, *path in found if kind == "compiler"]
     copies = [
         path
         for kind, *rest in found
@@ -232,11 +232,14 @@ def test_image_holds_no_poetry_compiler_or_tests(
         for digest, path in [rest]
         if digest == wanted[Path(path).name]
     ]
-    assert poetry == []
-    assert compilers == []
-    # The service's own code is there, installed; its tests are not.
-    assert [path for path in copies if path.endswith("app/main.py")], found
-    assert [path for path in copies if not path.endswith("app/main.py")] == []
+    leftovers = {
+        "poetry": [row[-1] for row in found if row[0] == "poetry"],
+        "compilers": [row[-1] for row in found if row[0] == "compiler"],
+        "tests": [path for path in copies if not path.endswith("/app/main.py")],
+    }
+    assert leftovers == {"poetry": [], "compilers": [], "tests": []}
+    # The service's own code is there, installed: the walk does find copies.
+    assert [path for path in copies if path.endswith("/app/main.py")], found
 
 
 def test_image_stops_on_sigterm_with_documented_status(
