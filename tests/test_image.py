@@ -145,17 +145,19 @@ def start(image: str, name: str) -> str:
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT
+    state = "running"
     while time.monotonic() < deadline:
         try:
             if http("GET", f"{url}/health/ready", timeout=1)[0] == 200:
                 return url
         except OSError:
             pass
+        state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+        if state == "exited":
+            break
         time.sleep(0.2)
     logs = podman("logs", name, check=False)
-    raise AssertionError(
-        f"container not ready in {READY_TIMEOUT} s:\n{logs.stdout}{logs.stderr}"
-    )
+    raise AssertionError(f"container {state}, not ready:\n{logs.stdout}{logs.stderr}")
 
 
 @pytest.fixture
