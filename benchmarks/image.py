@@ -61,6 +61,7 @@ def build_seconds(context: Path, dockerfile: Path, tag: str) -> tuple[float, flo
         "build",
         *RUNTIME,
         "--no-cache",
+        "--layers=false",  # keep no intermediate images from round to round
         "--format",
         "docker",
         "--file",
