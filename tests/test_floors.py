@@ -1,13 +1,15 @@
 """The declared dependency floors are real: the default render, installed with
-every direct dependency at its floor (``>=X`` read as ``==X``, the runtime
-dependencies and the dev group) on the lowest offered Python, passes its own
-tests, lint and type check.
+every direct dependency at its floor (``>=X`` read as ``==X``: the runtime
+dependencies and every dependency group, dev and train alike, as the generated
+CI installs them) on the lowest offered Python, passes its own tests, lint and
+type check.
 
 The floors come from the rendered pyproject.toml, so a new dependency is covered
 as soon as it is declared. The weekly template workflow installs the newest
 releases; this test keeps the oldest allowed ones honest.
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -63,7 +65,10 @@ def at_floors(
     project = bake(tmp_path_factory.mktemp("floors"))
     pyproject = project.pyproject()
     pins = floor_pins(
-        pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"]
+        [
+            *pyproject["project"]["dependencies"],
+            *itertools.chain.from_iterable(pyproject["dependency-groups"].values()),
+        ]
     )
     venv = project.path / ".venv"
     project.run(interpreter(LOWEST_PYTHON), "-m", "venv", venv)
