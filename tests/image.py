@@ -79,10 +79,11 @@ def base_image(dockerfile: str) -> str:
             name, _, value = words[1].partition("=")
             defaults[name] = value
         elif keyword == "FROM":
+            image = next(word for word in words[1:] if not word.startswith("--"))
             return re.sub(
                 r"\$\{(\w+)\}|\$(\w+)",
                 lambda m: defaults[m.group(1) or m.group(2)],
-                words[1],
+                image,
             )
     raise AssertionError("the Dockerfile has no FROM line")
 

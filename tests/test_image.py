@@ -123,7 +123,7 @@ def image(project: BakedProject, pytestconfig: pytest.Config) -> Iterator[str]:
     if reporter is not None:
         reporter.write_line(
             f"\nimage {tag}: {image_size(tag) / 1e6:.0f} MB, built in {seconds:.0f} s"
-            f" on {base}"
+            f" (podman's layer cache on) from {base}"
         )
     yield tag
     podman("rmi", "--force", tag, check=False)
