@@ -119,9 +119,10 @@ def image(project: BakedProject, pytestconfig: pytest.Config) -> Iterator[str]:
     started = time.monotonic()
     build(project.path, tag)
     seconds = time.monotonic() - started
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(
+    # Shown as the build finishes, past pytest's capture of the test's output.
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(
             f"\nimage {tag}: {image_size(tag) / 1e6:.0f} MB, built in {seconds:.0f} s"
             f" (podman's layer cache on) from {base}"
         )
