@@ -3,10 +3,10 @@
 The Dockerfile's base image is used as it is where it exists or can be pulled.
 Where it cannot (no access to a container registry), a stand-in is built from
 Debian packages with mmdebstrap and imported under the base image's name: a
-root file system with python3, venv and pip, ``python`` on the PATH, this
-machine's CA bundle, and no ``EXTERNALLY-MANAGED`` marker, which is what the
-Dockerfile expects of ``python:X-slim``. Only the base is a stand-in; the
-Dockerfile is built unchanged.
+root file system with python3 and venv, pip and setuptools installed by pip,
+``python`` on the PATH, this machine's CA bundle, and no ``EXTERNALLY-MANAGED``
+marker, which is what the Dockerfile expects of ``python:X-slim``. Only the base
+is a stand-in; the Dockerfile is built unchanged.
 
     python -m tests.image    # make the default render's base image available
 """
@@ -170,8 +170,7 @@ def build_stand_in(name: str) -> None:
         command = [
             "mmdebstrap",
             "--variant=minbase",
-            "--include=python3,python3-venv,python3-pip,python-is-python3,"
-            "ca-certificates",
+            "--include=python3,python3-venv,python-is-python3,ca-certificates",
             # A merged /usr without the usrmerge package and the Perl it needs.
             "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
             # Slim, as the official image is: no documentation or translations.
@@ -180,6 +179,13 @@ def build_stand_in(name: str) -> None:
             "--dpkgopt=path-exclude=/usr/share/locale/*",
             # pip may install into the system Python, as in the official image.
             '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED',
+            # pip and setuptools installed by pip itself (from the wheels that
+            # python3-venv brings), not as Debian packages: as in the official
+            # image, `pip uninstall` can remove them.
+            '--customize-hook=chroot "$1" sh -c'
+            " 'wheel=$(echo /usr/share/python-wheels/pip-*.whl)"
+            ' && python "$wheel/pip" install --no-index'
+            " --find-links /usr/share/python-wheels pip setuptools'",
             # Trust what this machine trusts (an egress proxy's CA, where any).
             f'--customize-hook=cp {CA_BUNDLE} "$1{CA_BUNDLE}"',
             release,
