@@ -108,16 +108,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
         tags = {name: f"localhost/image-benchmark-{i}" for i, name in enumerate(rows)}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+        sizes: dict[str, int] = {}
         try:
             for round_ in range(1, options.rounds + 1):
                 for name, dockerfile in rows.items():
                     wall, cpu = build_seconds(project.path, dockerfile, tags[name])
                     runs[name].append((wall, cpu))
+                    sizes[name] = image_size(tags[name])
+                    # Untagged by the next round's build, it would stay behind.
+                    podman("rmi", tags[name])
                     print(
                         f"round {round_}, {name}: {wall:.1f} s, CPU {cpu:.1f} s",
                         flush=True,
                     )
-            sizes = {name: image_size(tag) for name, tag in tags.items()}
         finally:
             for tag in tags.values():
                 podman("rmi", "--force", tag, check=False)
