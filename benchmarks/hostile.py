@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.bake import (
+from tests.harness import (
     SETOSA,
     bake,
     clean_env,

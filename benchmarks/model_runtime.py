@@ -35,7 +35,7 @@ from benchmarks.run import (
     running,
     tree_cpu_seconds,
 )
-from tests.bake import SETOSA, VIRGINICA
+from tests.harness import SETOSA, VIRGINICA
 
 BATCH_SIZES = (100, 1000)
 

@@ -34,16 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bake import (
+from tests.harness import (
     SETOSA,
     TEMPLATE,
     BakedProject,
+    Running,
     bake,
     clean_env,
     free_port,
     http,
     poetry_install,
-    wait_until_ready,
+    serving,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -311,40 +312,23 @@ class Server:
         return ROWS[self.key]
 
 
-@dataclass
-class Running:
-    url: str
-    process: subprocess.Popen[bytes]
-    ready_s: float  # from spawn to the first 200 on /health/ready
-
-
 @contextlib.contextmanager
 def running(server: Server, log: Path) -> Iterator[Running]:
     port = free_port()
-    with log.open("w") as output:  # a file, never an unread pipe
-        started = time.perf_counter()
-        process = subprocess.Popen(
+    try:
+        # Polled every 5 ms: the time it takes is the cold-start figure.
+        with serving(
             server.command(port),
-            cwd=server.cwd,
-            env=clean_env(server.env(port)),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            try:
-                # Polled every 5 ms: the time it takes is the cold-start figure.
-                wait_until_ready(url, process, log, READY_TIMEOUT, interval=0.005)
-            except AssertionError as error:
-                raise SystemExit(f"{url}: {error}") from None
-            yield Running(url, process, time.perf_counter() - started)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.cwd,
+            log,
+            server.env(port),
+            port=port,
+            timeout=READY_TIMEOUT,
+            interval=0.005,
+        ) as live:
+            yield live
+    except AssertionError as error:
+        raise SystemExit(f"{server.name}: {error}") from None
 
 
 def check_answers(server: Server, url: str) -> None:

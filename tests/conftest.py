@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import BakedProject, bake, poetry_install
+from tests.harness import BakedProject, bake, poetry_install
+
+SLOW = Path(__file__).parent / "end_to_end"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/end_to_end/ is slow, and only that: the layout is
+    the split, and ``-m slow`` / ``-m "not slow"`` select by it."""
+    for item in items:
+        if item.path.is_relative_to(SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

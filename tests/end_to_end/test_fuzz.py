@@ -4,11 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.bake import BakedProject, serving
-
-pytestmark = pytest.mark.slow
+from tests.harness import BakedProject, serving_app
 
 # The inference protocol ties an input's shape to the length of its data: no
 # JSON Schema can say so, so a body the schema allows can still be malformed,
@@ -26,7 +22,7 @@ def test_api_survives_schema_driven_fuzzing(
     project, bin_dir = dev_install
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
-    with serving(bin_dir / "python", project.path, tmp_path / "server.log") as url:
+    with serving_app(bin_dir / "python", project.path, tmp_path / "server.log") as url:
         result = subprocess.run(
             [
                 Path(sys.executable).parent / "schemathesis",  # it has no __main__

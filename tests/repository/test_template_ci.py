@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bake import DEFAULTS, TEMPLATE, BakedProject, assert_valid_workflow
+from tests.harness import DEFAULTS, TEMPLATE, BakedProject, assert_valid_workflow
 
 WORKFLOWS = TEMPLATE / ".github" / "workflows"
 TEMPLATE_WORKFLOW = WORKFLOWS / "template.yml"

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import BakedProject, bake
-
-pytestmark = pytest.mark.slow
+from tests.harness import BakedProject, bake
 
 ANSWERS = {
     "defaults": {},

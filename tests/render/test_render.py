@@ -9,15 +9,17 @@ from typing import Any
 import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException
-from markdown_it import MarkdownIt
 
 import local_extensions as rules
-from tests.bake import (
+from tests.harness import (
     BINARY_SUFFIXES,
     DEFAULTS,
+    HOSTILE,
     TEMPLATE,
     BakedProject,
+    assert_readme_shows,
     bake,
+    markdown_blocks,
     run_cli,
     template_residue,
 )
@@ -60,11 +62,6 @@ DEFAULT_FILES = [
     "tests/test_model.py",
     "tests/test_train.py",
 ]
-HOSTILE = {
-    "project_name": "Bob \"B\" O'Brien's \\ {model} #1 — naïve 日本 😀",
-    "description": "Says \"hi\" \\n not a newline, {braces} # not a comment 'quoted' ✓",
-    "author_name": 'Zoë "Z" O\'Connor \\ {x} #2',
-}
 
 
 def test_default_render_has_exactly_the_expected_files(
@@ -165,28 +162,6 @@ def test_each_python_version_renders_clean(
     assert project.pyproject()["project"]["requires-python"] == f">={python_version}"
     assert f"Python {python_version}+" in project.read("README.md")
     project.assert_ruff_clean()
-
-
-def markdown_blocks(text: str) -> list[tuple[str, str]]:
-    """Each block of a Markdown text: its kind, and the plain text of its line."""
-    blocks: list[tuple[str, str]] = []
-    for token in MarkdownIt("commonmark").parse(text):
-        if token.type == "inline":
-            kinds = {child.type for child in token.children or []}
-            plain = "".join(child.content for child in token.children or [])
-            blocks[-1] = (f"{blocks[-1][0]} {sorted(kinds)}", plain)
-        elif token.nesting == 1 or token.type in ("fence", "hr", "html_block"):
-            blocks.append((token.type, token.content))
-    return blocks
-
-
-def assert_readme_shows(project: BakedProject, name: str, description: str) -> None:
-    """The README's title and summary read as the answers, in Markdown as rendered."""
-    blocks = markdown_blocks(project.read("README.md"))
-    assert blocks[:2] == [
-        ("heading_open ['text']", name.strip()),
-        ("paragraph_open ['text']", description.strip()),
-    ]
 
 
 def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
@@ -475,19 +450,3 @@ def test_overwrite_writes_the_files_of_options_that_are_on(output_dir: Path) -> 
         "_licenses/NOTICE",
     ):
         assert (project / relative).read_text() == USER_FILES[relative]
-
-
-@pytest.mark.slow
-def test_docs_are_titled_with_the_hostile_project_name(
-    output_dir: Path, dev_install: tuple[BakedProject, Path]
-) -> None:
-    name = 'Bob "B" O\'Brien \\ {x} *_'
-    project = bake(output_dir, project_name=name, project_slug="bob")
-    _, bin_dir = dev_install  # FastAPI and the rest, installed for the defaults
-    result = project.run(  # from the render's directory, so its own app/ is imported
-        bin_dir / "python",
-        "-c",
-        "import json; from app.main import create_app;"
-        " print(json.dumps(create_app().openapi()['info']['title']))",
-    )
-    assert json.loads(result.stdout) == name

@@ -6,17 +6,9 @@ from pathlib import Path
 import pytest
 
 import local_extensions as rules
-from tests.bake import DEFAULTS, BakedProject, bake
+from tests.harness import DEFAULTS, MENTIONS, BakedProject, bake
 
 OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
-# Words that mention an option; none may be left in a render with it off.
-MENTIONS = {
-    "include_docker": r"docker",
-    "include_github_actions": r"\.github|github actions|workflow",
-    # FastAPI's OpenTelemetry has metrics of its own, unrelated to this option.
-    "include_metrics": r"^(?!.*telemetry).*(metrics|prometheus)",
-    "include_kubernetes": r"kubernetes|kubectl|kustomiz",
-}
 DEFAULT_OFF = {"include_kubernetes"}
 
 

@@ -24,9 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.bake import RESIDUE, BakedProject, bake
-from tests.test_options import MENTIONS
-from tests.test_render import HOSTILE
+from tests.harness import DATA, HOSTILE, MENTIONS, RESIDUE, BakedProject, bake
 
 # Pinned, so that a new kubernetes-validate cannot change the verdict: the
 # oldest release the manifests promise to work on, and the newest it ships.
@@ -36,9 +34,7 @@ KUSTOMIZATION = "kustomization.yaml"
 # The alternative to the base for clusters with KServe, outside the base.
 INFERENCE_SERVICE = MANIFESTS / "kserve" / "inferenceservice.yaml"
 # KServe's own CustomResourceDefinition (see tests/data/README.md).
-KSERVE_CRD = (
-    Path(__file__).parent / "data/kserve/serving.kserve.io_inferenceservices.yaml.xz"
-)
+KSERVE_CRD = DATA / "kserve/serving.kserve.io_inferenceservices.yaml.xz"
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 BASE_KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 # The container port's name, by which the Service and the probes refer to it.

@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.bake import TEMPLATE, clean_env
-
-pytestmark = pytest.mark.slow
+from tests.harness import TEMPLATE, clean_env
 
 TEMPLATE_DIR = "{{cookiecutter.project_slug}}"
 # Not the defaults, so the update must reuse the answers stored in .cruft.json.

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bake import DEFAULTS, BakedProject, assert_valid_workflow, bake, clean_env
+from tests.harness import DEFAULTS, BakedProject, assert_valid_workflow, bake, clean_env
 
 WORKFLOW = ".github/workflows/ci.yml"
 NEWEST_PYTHON = max(

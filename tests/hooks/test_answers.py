@@ -1,32 +1,13 @@
-"""Unit tests of the answers' rules (local_extensions.py) and of the hooks."""
+"""Unit tests of the answers' rules, local_extensions.py: validation, derived
+values and the paths to prune, before anything is written."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
-from tests.bake import DEFAULTS, TEMPLATE
-
-
-def load_hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        name, TEMPLATE / "hooks" / f"{name}.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+from tests.harness import DEFAULTS, TEMPLATE
 
 VALID_ANSWERS = {key: value for key, value in DEFAULTS.items() if key[0] != "_"} | {
     "project_slug": "iris-classifier",
@@ -195,73 +176,6 @@ def test_optional_paths_exist_in_the_template() -> None:
     for paths in rules.OPTIONAL_PATHS.values():
         for path in paths:
             assert (project / path).exists(), path
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for relative, text in files.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text)
-
-
-def tree(root: Path) -> dict[str, str]:
-    return {
-        path.relative_to(root).as_posix(): path.read_text()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
-USER_FILES = {
-    "Dockerfile": "FROM theirs",
-    "deploy/terraform/main.tf": "terraform {}",
-    ".github/CODEOWNERS": "* @them",
-    "app/main.py": "print('not pruned, not set aside')",
-}
-
-
-def test_set_aside_moves_only_existing_pruned_paths(tmp_path: Path) -> None:
-    write(tmp_path, USER_FILES)
-    pre_gen.set_aside(tmp_path, ["Dockerfile", "deploy", ".github", "absent.txt"])
-    assert tree(tmp_path) == {
-        f"{pre_gen.SET_ASIDE}/{path}": text
-        for path, text in USER_FILES.items()
-        if path != "app/main.py"
-    } | {"app/main.py": USER_FILES["app/main.py"]}
-
-
-def test_set_aside_refuses_a_leftover_store(tmp_path: Path) -> None:
-    (tmp_path / pre_gen.SET_ASIDE).mkdir()
-    with pytest.raises(pre_gen.LeftoverError, match="is not a valid output directory"):
-        pre_gen.set_aside(tmp_path, [])
-
-
-def test_prune_then_put_back_keeps_only_the_users_files(tmp_path: Path) -> None:
-    write(tmp_path, USER_FILES)
-    paths = ["Dockerfile", "deploy", ".github", "LICENSE"]
-    pre_gen.set_aside(tmp_path, paths)
-    rendered = {
-        "Dockerfile": "FROM ours",
-        "deploy/kubernetes/service.yaml": "kind: Service",
-        ".github/workflows/ci.yml": "on: push",
-        "LICENSE": "",
-    }
-    write(tmp_path, rendered)
-    post_gen.prune(tmp_path, paths)
-    post_gen.put_back(tmp_path, paths)
-    assert tree(tmp_path) == USER_FILES
-    assert not (tmp_path / post_gen.SET_ASIDE).exists()
-
-
-def test_prune_removes_files_and_directories(tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM scratch")
-    (tmp_path / ".github" / "workflows").mkdir(parents=True)
-    (tmp_path / "kept.txt").write_text("kept")
-    post_gen.prune(tmp_path, ["Dockerfile", ".github", "absent.txt"])
-    assert [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
-
-
-def test_hooks_agree_on_where_files_are_set_aside() -> None:
-    assert pre_gen.SET_ASIDE == post_gen.SET_ASIDE
 
 
 def test_pruned_paths_filter_renders_json() -> None:

@@ -1,4 +1,5 @@
-"""Render the template and look at, or run, what it renders."""
+"""The template suite's harness: render the template, read what it renders, install
+it, serve it and call it. The tests and benchmarks/ both import it."""
 
 from __future__ import annotations
 
@@ -12,21 +13,40 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cookiecutter.main import cookiecutter
+from markdown_it import MarkdownIt
 
 TEMPLATE = Path(__file__).resolve().parent.parent
+# Published documents the tests check against (see data/README.md).
+DATA = Path(__file__).resolve().parent / "data"
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 # The trained model (ONNX, a protobuf) is the one binary file of a render.
 BINARY_SUFFIXES = (".onnx",)
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
 # GitHub Actions expressions look like Jinja but belong in a rendered workflow.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+
+
+# Free-text answers that break naive escaping in every file they land in.
+HOSTILE = {
+    "project_name": "Bob \"B\" O'Brien's \\ {model} #1 — naïve 日本 😀",
+    "description": "Says \"hi\" \\n not a newline, {braces} # not a comment 'quoted' ✓",
+    "author_name": 'Zoë "Z" O\'Connor \\ {x} #2',
+}
+# Words that mention an option; none may be left in a render with it off.
+MENTIONS = {
+    "include_docker": r"docker",
+    "include_github_actions": r"\.github|github actions|workflow",
+    # FastAPI's OpenTelemetry has metrics of its own, unrelated to this option.
+    "include_metrics": r"^(?!.*telemetry).*(metrics|prometheus)",
+    "include_kubernetes": r"kubernetes|kubectl|kustomiz",
+}
 
 
 # One flower of each end of the Iris data, as the API takes them: what a
@@ -129,19 +149,16 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def package_index_url() -> str:
-    """The simple index pip is configured with (pip's own default otherwise)."""
+def package_index_url() -> str | None:
+    """The simple index pip is configured with, if it is configured with one."""
     result = subprocess.run(
         [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.returncode == 0 and result.stdout.strip():
-        return result.stdout.strip()
-    from pip._internal.models.index import PyPI
-
-    return str(PyPI.simple_url)
+    index = result.stdout.strip() if result.returncode == 0 else ""
+    return index or None
 
 
 def poetry_install(
@@ -149,13 +166,14 @@ def poetry_install(
 ) -> Path:
     """``poetry install`` into a new in-project venv; returns its bin directory.
 
-    Poetry's own JSON look-ups fail on this network's registry, so the rendered
-    copy (never the template) gets the simple index pip uses as its source.
+    Where pip is configured with its own index, Poetry's default source may not
+    answer, so the rendered copy (never the template) gets that simple index as
+    its source.
     """
     poetry = [sys.executable, "-m", "poetry"]
-    project.run(
-        *poetry, "source", "add", "--priority=primary", "index", package_index_url()
-    )
+    index = package_index_url()
+    if index is not None:
+        project.run(*poetry, "source", "add", "--priority=primary", "index", index)
     project.run(*poetry, "env", "use", python)
     project.run(*poetry, "install", *args)
     return project.path / ".venv" / "bin"
@@ -189,28 +207,64 @@ def http(
         return error.code, json.loads(error.read() or b"null")
 
 
+@dataclass(frozen=True)
+class Running:
+    """A server started by ``serving``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    ready_s: float  # from spawn to the first 200 on /health/ready
+
+
 @contextmanager
 def serving(
-    python: Path, cwd: Path, log: Path, env: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``python -m app`` on a free loopback port until ready; yield its URL."""
-    port = free_port()
-    environment = clean_env({"APP_PORT": str(port), **(env or {})})
-    with log.open("w") as output:  # a file, not a pipe a chatty log could fill
+    command: Sequence[str | Path],
+    cwd: Path,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
+    timeout: float = 30,
+    interval: float = 0.1,
+) -> Iterator[Running]:
+    """Run a server until /health/ready answers 200; stop it on the way out.
+
+    ``port`` is where the command listens; by default a free one, passed to the
+    app as ``APP_PORT``. The output goes to ``log``: a file, not a pipe a chatty
+    access log could fill.
+    """
+    if port is None:
+        port = free_port()
+        env = {"APP_PORT": str(port), **(env or {})}
+    with log.open("w") as output:
+        started = time.perf_counter()
         process = subprocess.Popen(
-            [str(python), "-m", "app"],
+            [str(part) for part in command],
             cwd=cwd,
-            env=environment,
+            env=clean_env(env),
             stdout=output,
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_ready(url, process, log)
-            yield url
+            wait_until_ready(url, process, log, timeout, interval)
+            yield Running(url, process, time.perf_counter() - started)
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def serving_app(
+    python: Path, cwd: Path, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``python -m app`` on a free loopback port until ready; yield its URL."""
+    with serving([python, "-m", "app"], cwd, log, env) as server:
+        yield server.url
 
 
 def wait_until_ready(
@@ -283,3 +337,25 @@ def assert_valid_workflow(path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def markdown_blocks(text: str) -> list[tuple[str, str]]:
+    """Each block of a Markdown text: its kind, and the plain text of its line."""
+    blocks: list[tuple[str, str]] = []
+    for token in MarkdownIt("commonmark").parse(text):
+        if token.type == "inline":
+            kinds = {child.type for child in token.children or []}
+            plain = "".join(child.content for child in token.children or [])
+            blocks[-1] = (f"{blocks[-1][0]} {sorted(kinds)}", plain)
+        elif token.nesting == 1 or token.type in ("fence", "hr", "html_block"):
+            blocks.append((token.type, token.content))
+    return blocks
+
+
+def assert_readme_shows(project: BakedProject, name: str, description: str) -> None:
+    """The README's title and summary read as the answers, in Markdown as rendered."""
+    blocks = markdown_blocks(project.read("README.md"))
+    assert blocks[:2] == [
+        ("heading_open ['text']", name.strip()),
+        ("paragraph_open ['text']", description.strip()),
+    ]

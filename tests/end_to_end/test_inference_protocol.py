@@ -8,7 +8,6 @@ published OpenAPI document (tests/data/README.md says where it comes from).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,13 +17,17 @@ import yaml
 from tritonclient import http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.bake import SETOSA, VIRGINICA, bake, http, pip_install, serving
-
-pytestmark = pytest.mark.slow
-
-OPENAPI = (
-    Path(__file__).parent / "data/open-inference-protocol/open_inference_rest.yaml"
+from tests.harness import (
+    DATA,
+    SETOSA,
+    VIRGINICA,
+    bake,
+    http,
+    pip_install,
+    serving_app,
 )
+
+OPENAPI = DATA / "open-inference-protocol/open_inference_rest.yaml"
 SAMPLES = (SETOSA, VIRGINICA)
 
 
@@ -34,7 +37,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("inference-protocol")
     project = bake(tmp / "render")
     python = pip_install(project, tmp / "venv", project.path)
-    with serving(python, tmp, tmp / "server.log") as url:
+    with serving_app(python, tmp, tmp / "server.log") as url:
         yield url
 
 

@@ -21,7 +21,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
-from tests.bake import DEFAULTS, BakedProject, bake, template_residue
+from tests.harness import DEFAULTS, BakedProject, bake, template_residue
 
 CHOICES = {
     key: [True, False] if isinstance(value, bool) else value
@@ -118,7 +118,6 @@ def test_matrix_covers_every_supported_combination() -> None:
     print(f"{len(SUPPORTED)} supported and {len(REFUSED)} refused combinations")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("answers", REFUSED, ids=label)
 def test_refused_combination_is_refused_leaving_nothing(
     output_dir: Path, answers: dict[str, Any]
@@ -128,7 +127,6 @@ def test_refused_combination_is_refused_leaving_nothing(
     assert list(output_dir.iterdir()) == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("answers", SUPPORTED, ids=label)
 def test_combination_renders_exactly_its_files_clean(
     renders: dict[str, BakedProject],
@@ -300,7 +298,6 @@ def suite_runs() -> list[tuple[str, str, bool]]:
     return runs
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("python", "python_version", "metrics"),
     suite_runs(),

@@ -12,11 +12,7 @@ import re
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from tests.bake import BakedProject, bake, http, serving
-
-pytestmark = pytest.mark.slow
+from tests.harness import BakedProject, bake, http, serving_app
 
 WINE_FEATURES = '''\
 # Each measurement is one of the wine data's chemical analyses: finite,
@@ -157,7 +153,7 @@ def test_a_model_swapped_as_the_readme_says_passes_the_generated_suite(
     project.run(bin_dir / "ruff", "check", "--no-cache", ".")
     project.run(bin_dir / "ruff", "format", "--no-cache", "--check", ".")
     project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
-    with serving(python, project.path, tmp_path / "server.log") as url:
+    with serving_app(python, project.path, tmp_path / "server.log") as url:
         status, body = http("GET", f"{url}/model")
         assert status == 200, body
         assert (body["name"], len(body["feature_names"])) == ("wine-random-forest", 13)

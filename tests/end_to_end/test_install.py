@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import (
+from tests.harness import (
     SETOSA,
     VIRGINICA,
     BakedProject,
@@ -19,14 +19,12 @@ from tests.bake import (
     http,
     pip_install,
     poetry_install,
-    serving,
+    serving_app,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
-    with serving(python, cwd, log) as url:
+    with serving_app(python, cwd, log) as url:
         assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
         status, body = http("POST", f"{url}/predict", SETOSA)
         assert (status, body["label"]) == (200, "setosa"), body
@@ -99,7 +97,7 @@ def test_retraining_writes_a_loadable_artifact(
     project, bin_dir = dev_install
     output = tmp_path / "retrained.onnx"
     project.run(bin_dir / "python", "-m", "app.train", "--output", output)
-    with serving(
+    with serving_app(
         bin_dir / "python",
         project.path,
         tmp_path / "server.log",
@@ -121,7 +119,7 @@ def test_workers_each_load_the_model_and_log_json(
     project, bin_dir = dev_install
     log = tmp_path / "server.log"
     env = {"APP_WORKERS": "2", "APP_LOG_JSON": "true"}
-    with serving(bin_dir / "python", project.path, log, env=env) as url:
+    with serving_app(bin_dir / "python", project.path, log, env=env) as url:
         deadline = time.monotonic() + 30
         while log.read_text().count("loaded model") < 2:
             assert time.monotonic() < deadline, log.read_text()
@@ -160,3 +158,18 @@ def test_pip_installed_wheel_packages_the_model(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert_serves_predictions(python, elsewhere, tmp_path / "server.log")
+
+
+def test_docs_are_titled_with_the_hostile_project_name(
+    output_dir: Path, dev_install: tuple[BakedProject, Path]
+) -> None:
+    name = 'Bob "B" O\'Brien \\ {x} *_'
+    project = bake(output_dir, project_name=name, project_slug="bob")
+    _, bin_dir = dev_install  # FastAPI and the rest, installed for the defaults
+    result = project.run(  # from the render's directory, so its own app/ is imported
+        bin_dir / "python",
+        "-c",
+        "import json; from app.main import create_app;"
+        " print(json.dumps(create_app().openapi()['info']['title']))",
+    )
+    assert json.loads(result.stdout) == name

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import TEMPLATE, bake, http, pip_install, serving
-
-pytestmark = pytest.mark.slow
+from tests.harness import TEMPLATE, bake, http, pip_install, serving_app
 
 SCREENSHOT = TEMPLATE / "docs" / "swagger-ui.png"
 WINDOW = (1280, 900)
@@ -133,7 +131,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("browser")
     project = bake(root / "render")
     python = pip_install(project, root / "venv", ".")
-    with serving(python, project.path, root / "server.log") as url:
+    with serving_app(python, project.path, root / "server.log") as url:
         yield url
 
 
@@ -208,7 +206,7 @@ def main() -> None:
         root = Path(tmp)
         project = bake(root / "render")
         python = pip_install(project, root / "venv", ".")
-        with serving(python, project.path, root / "server.log") as url:
+        with serving_app(python, project.path, root / "server.log") as url:
             SCREENSHOT.parent.mkdir(exist_ok=True)
             take_screenshot(f"{url}/docs", SCREENSHOT)
     print(f"wrote {SCREENSHOT}")
