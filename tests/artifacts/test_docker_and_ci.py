@@ -1,10 +1,10 @@
 """The container image and the CI workflow: linted by the tools that check them
 (hadolint, GitHub's workflow schema), read, and run where that needs no Docker."""
 
+import io
 import itertools
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from docker.utils.build import PatternMatcher
+from dockerfile_parse import DockerfileParser
 
 from tests.harness import DEFAULTS, BakedProject, assert_valid_workflow, bake, clean_env
 
@@ -61,45 +63,29 @@ KEPT = [
 # --- Dockerfile ---------------------------------------------------------------
 
 
+def parse(dockerfile: str) -> DockerfileParser:
+    return DockerfileParser(fileobj=io.BytesIO(dockerfile.encode()))
+
+
 def instructions(dockerfile: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    pairs = []
-    for line in re.sub(r"\\\n", "", dockerfile).splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, arguments = line.partition(" ")
-            pairs.append((keyword.upper(), arguments.strip()))
-    return pairs
+    return [
+        (instruction["instruction"], instruction["value"])
+        for instruction in parse(dockerfile).structure
+        if instruction["instruction"] != "COMMENT"
+    ]
 
 
 def runtime_stage(dockerfile: str) -> tuple[str, list[tuple[str, str]]]:
-    """The final stage: its base image, with global ARG defaults substituted,
+    """The final stage: its base image, build arguments' defaults substituted,
     and its instructions."""
     pairs = instructions(dockerfile)
-    first_from = next(i for i, (keyword, _) in enumerate(pairs) if keyword == "FROM")
-    defaults = dict(
-        arguments.split("=", 1)
-        for _, arguments in pairs[:first_from]
-        if "=" in arguments
-    )
     last_from = max(i for i, (keyword, _) in enumerate(pairs) if keyword == "FROM")
-    image = pairs[last_from][1].split()[0]
-    for name, value in defaults.items():
-        image = image.replace(f"${{{name}}}", value).replace(f"${name}", value)
-    return image, pairs[last_from + 1 :]
+    return parse(dockerfile).baseimage, pairs[last_from + 1 :]
 
 
 def arguments_of(stage: list[tuple[str, str]], keyword: str) -> list[str]:
     return [arguments for name, arguments in stage if name == keyword]
-
-
-def environment(stage: list[tuple[str, str]]) -> dict[str, str]:
-    pairs = (
-        word.split("=", 1)
-        for env in arguments_of(stage, "ENV")
-        for word in shlex.split(env)
-    )
-    return dict(pairs)
 
 
 def healthcheck_command(dockerfile: str) -> list[str]:
@@ -164,9 +150,10 @@ def test_dockerfile_runs_as_a_numeric_non_root_user(
 def test_dockerfile_listens_on_every_interface_on_port_8000(
     default_project: BakedProject,
 ) -> None:
-    _, stage = runtime_stage(default_project.read("Dockerfile"))
+    dockerfile = default_project.read("Dockerfile")
+    _, stage = runtime_stage(dockerfile)
     assert arguments_of(stage, "EXPOSE") == ["8000"]
-    env = environment(stage)
+    env = parse(dockerfile).envs  # the final stage's
     assert env["APP_HOST"] == "0.0.0.0"  # noqa: S104
     assert env["PYTHONUNBUFFERED"] == "1"
 
@@ -281,41 +268,16 @@ def test_dockerfile_healthcheck_is_unhealthy_when_nothing_listens(
 # --- .dockerignore ------------------------------------------------------------
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern (Go's filepath.Match plus **) as a regex."""
-    regex, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            regex, i = regex + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            regex, i = regex + ".*", i + 2
-        elif pattern[i] == "*":
-            regex, i = regex + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            regex, i = regex + "[^/]", i + 1
-        elif pattern[i] == "[":
-            end = pattern.index("]", i)
-            regex, i = regex + pattern[i : end + 1], end + 1
-        else:
-            regex, i = regex + re.escape(pattern[i]), i + 1
-    return re.compile(regex)
-
-
 def docker_ignores(dockerignore: str, path: str) -> bool:
-    """Whether Docker leaves ``path`` out of the build context: the last matching
-    pattern wins, and a pattern that matches a directory covers its contents."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:end]) for end in range(1, len(parts) + 1)]
-    ignored = False
-    for line in dockerignore.splitlines():
-        pattern = line.strip()
-        if not pattern or pattern.startswith("#"):
-            continue
-        keep = pattern.startswith("!")
-        regex = pattern_regex(pattern.removeprefix("!").strip("/"))
-        if any(regex.fullmatch(prefix) for prefix in prefixes):
-            ignored = not keep
-    return ignored
+    """Whether Docker leaves ``path`` out of the build context, by the Docker SDK's
+    port of Docker's own matcher (the last matching pattern wins, ``!`` lets a
+    path back in, a pattern that matches a directory covers its contents)."""
+    patterns = [
+        line.strip()
+        for line in dockerignore.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    return bool(PatternMatcher(patterns).matches(path))
 
 
 @pytest.mark.parametrize("path", IGNORED)
