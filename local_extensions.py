@@ -68,7 +68,7 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
     "include_docker": ("Dockerfile", ".dockerignore"),
     "include_github_actions": (".github",),
     "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
-    "include_kubernetes": ("deploy",),
+    "include_kubernetes": ("deploy", "tests/test_deploy.py"),
 }
 # The license texts LICENSE is rendered from; no LICENSE at all for this one.
 LICENSE_TEXTS = "_licenses"

@@ -149,16 +149,23 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def package_index_url() -> str | None:
-    """The simple index pip is configured with, if it is configured with one."""
+def package_index_url() -> str:
+    """The simple index pip installs from: its configured one, or its default.
+
+    pip has no public interface for its default index; the constant it uses
+    itself stands in, so that no host name is written here.
+    """
     result = subprocess.run(
         [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
         capture_output=True,
         text=True,
         check=False,
     )
-    index = result.stdout.strip() if result.returncode == 0 else ""
-    return index or None
+    if result.returncode == 0 and result.stdout.strip():
+        return result.stdout.strip()
+    from pip._internal.models.index import PyPI  # noqa: PLC0415
+
+    return str(PyPI.simple_url)
 
 
 def poetry_install(
@@ -166,14 +173,13 @@ def poetry_install(
 ) -> Path:
     """``poetry install`` into a new in-project venv; returns its bin directory.
 
-    Where pip is configured with its own index, Poetry's default source may not
-    answer, so the rendered copy (never the template) gets that simple index as
-    its source.
+    Poetry's own JSON look-ups may fail where pip's simple index answers, so
+    the rendered copy (never the template) gets that index as its source.
     """
     poetry = [sys.executable, "-m", "poetry"]
-    index = package_index_url()
-    if index is not None:
-        project.run(*poetry, "source", "add", "--priority=primary", "index", index)
+    project.run(
+        *poetry, "source", "add", "--priority=primary", "index", package_index_url()
+    )
     project.run(*poetry, "env", "use", python)
     project.run(*poetry, "install", *args)
     return project.path / ".venv" / "bin"
