@@ -65,13 +65,6 @@ def test_generated_project_is_lint_and_type_clean(
     project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
 
 
-def test_generated_project_passes_poetry_check(
-    dev_install: tuple[BakedProject, Path],
-) -> None:
-    project, _ = dev_install
-    project.run(sys.executable, "-m", "poetry", "check", "--strict")
-
-
 def test_pre_commit_hooks_pass_on_a_fresh_repository(
     dev_install: tuple[BakedProject, Path],
 ) -> None:

@@ -9,7 +9,6 @@ dependencies are byte-identical share one run in one prepared environment.
 import hashlib
 import itertools
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -107,15 +106,6 @@ def expected_files(all_on: list[str], answers: dict[str, Any]) -> list[str]:
         for file in all_on
         if not any(file == p or file.startswith(f"{p}/") for p in pruned)
     ]
-
-
-def test_matrix_covers_every_supported_combination() -> None:
-    sizes = [len(values) for values in CHOICES.values()]
-    assert len(ALL) == math.prod(sizes)
-    # Only Kubernetes without Docker is refused; everything else is supported.
-    assert all(a["include_kubernetes"] and not a["include_docker"] for a in REFUSED)
-    assert len(REFUSED) == len(ALL) // 4
-    print(f"{len(SUPPORTED)} supported and {len(REFUSED)} refused combinations")
 
 
 @pytest.mark.parametrize("answers", REFUSED, ids=label)

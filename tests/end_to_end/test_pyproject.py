@@ -1,7 +1,8 @@
-"""The rendered project passes the ecosystem's own validators, not just ours.
-
-Dockerfiles (hadolint) and workflows (check-jsonschema) are checked in
-test_docker_and_ci.py; `pre-commit run --all-files` in test_end_to_end.py.
+"""Each kind of rendered pyproject.toml passes validate-pyproject (with the
+Poetry and ruff plugins) and ``poetry check --strict``: one integration test per
+tool. The Dockerfile (hadolint) and workflows (check-jsonschema) are checked in
+tests/artifacts/test_docker_and_ci.py; the pre-commit hooks run in
+tests/end_to_end/test_install.py and test_pre_commit.py.
 """
 
 import subprocess
@@ -47,28 +48,6 @@ def test_pyproject_passes_validate_pyproject(project: BakedProject) -> None:
     assert "Valid file" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("table", "bad_line"),
-    [("[tool.ruff]", 'line-length = "long"'), ("[tool.poetry]", "requires-poetry = 2")],
-    ids=["ruff-plugin", "poetry-plugin"],
-)
-def test_validate_pyproject_really_checks_tool_tables(
-    default_project: BakedProject, tmp_path: Path, table: str, bad_line: str
-) -> None:
-    text = default_project.read("pyproject.toml").replace(
-        table, f"{table}\n{bad_line}", 1
-    )
-    broken = tmp_path / "pyproject.toml"
-    broken.write_text(text)
-    assert validate_pyproject(broken).returncode != 0
-
-
 def test_pyproject_passes_poetry_check_strict(project: BakedProject) -> None:
     result = project.run(sys.executable, "-m", "poetry", "check", "--strict")
     assert "All set!" in result.stdout
-
-
-def test_pre_commit_config_is_valid(project: BakedProject) -> None:
-    project.run(
-        sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"
-    )
