@@ -5,13 +5,12 @@ it) and before it writes any file; the answers are already valid
 (local_extensions.py). A path that the post-gen hook will prune, if it exists
 now, is the user's: it moves to SET_ASIDE, and the post-gen hook moves it back,
 so that re-rendering over a project never replaces or deletes it.
-Cookiecutter starts a fresh interpreter for each hook, so this one uses os.path.
 """
 
 import json
-import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 # The answers, rendered in by cookiecutter. A raw string keeps JSON's escapes intact.
 ANSWERS = r"""{{ cookiecutter | tojson }}"""
@@ -23,27 +22,27 @@ class LeftoverError(Exception):
     """An earlier render stopped before it put the user's files back."""
 
 
-def set_aside(project: str, paths: Iterable[str]) -> None:
+def set_aside(project: Path, paths: Iterable[str]) -> None:
     """Move each of these paths that exists into SET_ASIDE, keeping its place."""
-    store = os.path.join(project, SET_ASIDE)
-    if os.path.lexists(store):
+    store = project / SET_ASIDE
+    if store.exists() or store.is_symlink():
         raise LeftoverError(
-            f"ERROR: {project!r} is not a valid output directory: {SET_ASIDE}/ in it"
-            " holds files an earlier render did not put back; move them back to"
-            " where they were, then remove it"
+            f"ERROR: {str(project)!r} is not a valid output directory: {SET_ASIDE}/"
+            " in it holds files an earlier render did not put back; move them back"
+            " to where they were, then remove it"
         )
     for relative in paths:
-        path = os.path.join(project, relative)
-        if os.path.lexists(path):
-            kept = os.path.join(store, relative)
-            os.makedirs(os.path.dirname(kept), exist_ok=True)
-            os.rename(path, kept)
+        path = project / relative
+        if path.exists() or path.is_symlink():
+            kept = store / relative
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(kept)
 
 
 def main() -> None:
     answers = json.loads(ANSWERS)
     try:
-        set_aside(os.getcwd(), json.loads(answers["__pruned_paths"]))
+        set_aside(Path.cwd(), json.loads(answers["__pruned_paths"]))
     except LeftoverError as error:
         print(error, file=sys.stderr)
         sys.exit(1)

@@ -163,7 +163,7 @@ def package_index_url() -> str:
     )
     if result.returncode == 0 and result.stdout.strip():
         return result.stdout.strip()
-    from pip._internal.models.index import PyPI  # noqa: PLC0415
+    from pip._internal.models.index import PyPI
 
     return str(PyPI.simple_url)
 
