@@ -1,7 +1,7 @@
 """The generated service's API docs, as headless Chromium shows them with no network
 but loopback: the way a user on an air-gapped network sees them.
 
-Regenerate the README's screenshot with ``python -m tests.test_browser``.
+Regenerate the README's screenshot with ``python -m tests.end_to_end.test_browser``.
 """
 
 import json
