@@ -46,18 +46,29 @@ USER_FILES = {
     "Dockerfile": "FROM theirs",
     "deploy/terraform/main.tf": "terraform {}",
     ".github/CODEOWNERS": "* @them",
+    "tests/test_deploy.py": "def test_theirs(): ...",
     "app/main.py": "print('not pruned, not set aside')",
 }
 
 
 def test_set_aside_moves_only_existing_pruned_paths(tmp_path: Path) -> None:
     write(tmp_path, USER_FILES)
-    pre_gen.set_aside(tmp_path, ["Dockerfile", "deploy", ".github", "absent.txt"])
+    pre_gen.set_aside(
+        tmp_path,
+        ["Dockerfile", "deploy", ".github", "tests/test_deploy.py", "absent.txt"],
+    )
     assert tree(tmp_path) == {
         f"{pre_gen.SET_ASIDE}/{path}": text
         for path, text in USER_FILES.items()
         if path != "app/main.py"
     } | {"app/main.py": USER_FILES["app/main.py"]}
+
+
+def test_set_aside_moves_a_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").symlink_to(tmp_path / "nowhere")
+    pre_gen.set_aside(tmp_path, ["Dockerfile"])
+    assert not (tmp_path / "Dockerfile").is_symlink()
+    assert (tmp_path / pre_gen.SET_ASIDE / "Dockerfile").is_symlink()
 
 
 def test_set_aside_refuses_a_leftover_store(tmp_path: Path) -> None:
@@ -68,12 +79,13 @@ def test_set_aside_refuses_a_leftover_store(tmp_path: Path) -> None:
 
 def test_prune_then_put_back_keeps_only_the_users_files(tmp_path: Path) -> None:
     write(tmp_path, USER_FILES)
-    paths = ["Dockerfile", "deploy", ".github", "LICENSE"]
+    paths = ["Dockerfile", "deploy", ".github", "tests/test_deploy.py", "LICENSE"]
     pre_gen.set_aside(tmp_path, paths)
     rendered = {
         "Dockerfile": "FROM ours",
         "deploy/kubernetes/service.yaml": "kind: Service",
         ".github/workflows/ci.yml": "on: push",
+        "tests/test_deploy.py": "def test_ours(): ...",
         "LICENSE": "",
     }
     write(tmp_path, rendered)
