@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -191,6 +192,53 @@ def pip_install(project: BakedProject, venv: Path, requirement: str | Path) -> P
     python = venv / "bin" / "python"
     project.run(python, "-m", "pip", "install", "--quiet", requirement)
     return python
+
+
+def interpreter_candidates(version: str) -> list[Path]:
+    """Where this version's interpreter may be: pyenv, then the PATH."""
+    candidates: list[Path] = []
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        result = subprocess.run(
+            [pyenv, "prefix", version], capture_output=True, text=True, check=False
+        )
+        candidates += [
+            Path(prefix.strip()) / "bin" / "python"
+            for prefix in result.stdout.split(":")
+            if prefix.strip()
+        ]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += sorted(pyenv_root.glob(f"versions/{version}.*/bin/python"))
+    on_path = shutil.which(f"python{version}")  # e.g. from actions/setup-python
+    if on_path:
+        candidates.append(Path(on_path))
+    return candidates
+
+
+def runs_as(candidate: Path, version: str) -> bool:
+    """Whether this file runs as that Python version (a pyenv shim may not)."""
+    try:
+        result = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0 and result.stdout.strip() == version
+
+
+def interpreter(version: str) -> str:
+    """This version's interpreter, from pyenv or the PATH; the suite needs them all."""
+    for candidate in interpreter_candidates(version):
+        if runs_as(candidate, version):
+            return str(candidate)
+    raise AssertionError(
+        f"no Python {version} found: install it with pyenv, or put python{version}"
+        " on the PATH"
+    )
 
 
 def free_port() -> int:

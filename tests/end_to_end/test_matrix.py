@@ -9,8 +9,6 @@ dependencies are byte-identical share one run in one prepared environment.
 import hashlib
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,13 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
-from tests.harness import DEFAULTS, BakedProject, bake, template_residue
+from tests.harness import (
+    DEFAULTS,
+    BakedProject,
+    bake,
+    interpreter,
+    template_residue,
+)
 
 CHOICES = {
     key: [True, False] if isinstance(value, bool) else value
@@ -154,109 +158,6 @@ def code_identity(project: BakedProject) -> str:
     digest.update(json.dumps(pyproject["project"]["dependencies"]).encode())
     digest.update(json.dumps(pyproject["dependency-groups"]["dev"]).encode())
     return digest.hexdigest()
-
-
-def interpreter_candidates(version: str) -> list[Path]:
-    """Where this version's interpreter may be: pyenv, then the PATH."""
-    candidates: list[Path] = []
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        result = subprocess.run(
-            [pyenv, "prefix", version], capture_output=True, text=True, check=False
-        )
-        candidates += [
-            Path(prefix.strip()) / "bin" / "python"
-            for prefix in result.stdout.split(":")
-            if prefix.strip()
-        ]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    candidates += sorted(pyenv_root.glob(f"versions/{version}.*/bin/python"))
-    on_path = shutil.which(f"python{version}")  # e.g. from actions/setup-python
-    if on_path:
-        candidates.append(Path(on_path))
-    return candidates
-
-
-def runs_as(candidate: Path, version: str) -> bool:
-    """Whether this file runs as that Python version (a pyenv shim may not)."""
-    try:
-        result = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except OSError:
-        return False
-    return result.returncode == 0 and result.stdout.strip() == version
-
-
-def interpreter(version: str) -> str:
-    """This version's interpreter, from pyenv or the PATH; the suite needs them all."""
-    for candidate in interpreter_candidates(version):
-        if runs_as(candidate, version):
-            return str(candidate)
-    raise AssertionError(
-        f"no Python {version} found: install it with pyenv, or put python{version}"
-        " on the PATH"
-    )
-
-
-def fake_executable(path: Path, script: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"#!/bin/sh\n{script}\n")
-    path.chmod(0o755)
-    return path
-
-
-def fake_python(path: Path, version: str, status: int = 0) -> Path:
-    """An executable that answers like a Python of this version would."""
-    return fake_executable(path, f"echo {version}; exit {status}")
-
-
-def fake_pyenv(bin_dir: Path, prefix: str) -> None:
-    """A pyenv whose ``prefix`` prints this, newline included, as pyenv does."""
-    fake_executable(bin_dir / "pyenv", f"printf '%s\\n' '{prefix}'")
-
-
-@pytest.fixture
-def bare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty bin directory as the whole PATH, and an empty home."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PYENV_ROOT", raising=False)
-    return bin_dir
-
-
-def test_interpreter_from_pyenv_prefix_outside_home(
-    bare_path: Path, tmp_path: Path
-) -> None:
-    python = fake_python(tmp_path / "opt/pyenv/versions/3.12.1/bin/python", "3.12")
-    fake_pyenv(bare_path, str(python.parent.parent))
-    assert interpreter("3.12") == str(python)
-
-
-def test_interpreter_skips_a_shim_that_does_not_run(
-    bare_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_python(bare_path / "python3.13", "", status=127)  # a shim, no such version
-    python = fake_python(tmp_path / "pyenv/versions/3.13.2/bin/python", "3.13")
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
-    assert interpreter("3.13") == str(python)
-
-
-def test_interpreter_from_the_path(bare_path: Path) -> None:
-    python = fake_python(bare_path / "python3.11", "3.11")
-    assert interpreter("3.11") == str(python)
-
-
-def test_interpreter_missing_says_how_to_install_it(bare_path: Path) -> None:
-    fake_python(bare_path / "python3.12", "3.11")  # answers, but as another version
-    with pytest.raises(AssertionError, match=r"no Python 3\.12 found: install it"):
-        interpreter("3.12")
 
 
 _environments: dict[str, Path] = {}
