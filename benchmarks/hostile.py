@@ -23,8 +23,6 @@ otherwise, and prints one Markdown table:
 Linux only: it reads /proc. Figures go to benchmarks/README.md.
 """
 
-# ruff: noqa: S603  (it runs the service it measures)
-
 from __future__ import annotations
 
 import argparse
@@ -35,7 +33,6 @@ import os
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,10 +44,8 @@ from pathlib import Path
 from tests.harness import (
     SETOSA,
     bake,
-    clean_env,
-    free_port,
     poetry_install,
-    wait_until_ready,
+    serving,
 )
 
 MIB = 1024 * 1024
@@ -70,7 +65,7 @@ PLAIN_UVICORN_CODE = (
 
 
 @contextmanager
-def serving(
+def serving_service(
     project: Path,
     log: Path,
     settings: Mapping[str, str] | None = None,
@@ -78,34 +73,11 @@ def serving(
     plain: bool = False,
 ) -> Iterator[tuple[int, int]]:
     """``python -m app`` (or ``plain`` uvicorn) on a free port; yields (pid, port)."""
-    port = free_port()
     python = str(project / ".venv" / "bin" / "python")
     command = [python, "-c", PLAIN_UVICORN_CODE] if plain else [python, "-m", "app"]
-
-    def limit_open_files() -> None:
-        if open_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-
-    env = {"APP_PORT": str(port), "APP_LOG_LEVEL": "warning", **(settings or {})}
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=project,
-            env=clean_env(env),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit_open_files,  # only sets the open-file limit
-        )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
-        yield process.pid, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = {"APP_LOG_LEVEL": "warning", **(settings or {})}
+    with serving(command, project, log, env, open_files=open_files) as server:
+        yield server.process.pid, server.port
 
 
 def memory_mib(pid: int, field: str) -> float:
@@ -226,7 +198,7 @@ def post(port: int, path: str, body: bytes, answer: list[tuple[int, int]]) -> No
 
 def measure_bodies(project: Path, logs: Path) -> list[list[str]]:
     rows = []
-    with serving(project, logs / "bodies.log") as (pid, port):
+    with serving_service(project, logs / "bodies.log") as (pid, port):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("GET", "/model")
         served = json.load(connection.getresponse())["name"]
@@ -298,7 +270,7 @@ def measure_slow_clients(
     for server, count in itertools.product(("defaults", PLAIN_UVICORN), counts):
         log = logs / f"slow-{count}-{server.split()[0]}.log"
         plain = server == PLAIN_UVICORN
-        with serving(project, log, open_files=1024, plain=plain) as (pid, port):
+        with serving_service(project, log, open_files=1024, plain=plain) as (pid, port):
             attackers = slow_loris(port, count)
             latencies: list[float] = []
             failures = 0
@@ -347,7 +319,7 @@ def measure_unterminated_heads(
         log = logs / f"heads-{server.split()[0]}.log"
         plain = server == PLAIN_UVICORN
         settings = {} if plain else {"APP_HTTP": servers[server]}
-        with serving(project, log, settings, plain=plain) as (pid, port):
+        with serving_service(project, log, settings, plain=plain) as (pid, port):
             idle = memory_mib(pid, "VmRSS")
             sent = refused = 0
             for _ in range(connections):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -266,6 +267,7 @@ class Running:
     """A server started by ``serving``."""
 
     url: str
+    port: int
     process: subprocess.Popen[bytes]
     ready_s: float  # from spawn to the first 200 on /health/ready
 
@@ -278,18 +280,24 @@ def serving(
     env: Mapping[str, str] | None = None,
     *,
     port: int | None = None,
+    open_files: int | None = None,
     timeout: float = 30,
     interval: float = 0.1,
 ) -> Iterator[Running]:
     """Run a server until /health/ready answers 200; stop it on the way out.
 
     ``port`` is where the command listens; by default a free one, passed to the
-    app as ``APP_PORT``. The output goes to ``log``: a file, not a pipe a chatty
-    access log could fill.
+    app as ``APP_PORT``. ``open_files`` caps the server's open files. The output
+    goes to ``log``: a file, not a pipe a chatty access log could fill.
     """
     if port is None:
         port = free_port()
         env = {"APP_PORT": str(port), **(env or {})}
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with log.open("w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -298,11 +306,12 @@ def serving(
             env=clean_env(env),
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit_open_files,  # only sets the open-file limit
         )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_ready(url, process, log, timeout, interval)
-            yield Running(url, process, time.perf_counter() - started)
+            yield Running(url, port, process, time.perf_counter() - started)
         finally:
             process.terminate()
             try:

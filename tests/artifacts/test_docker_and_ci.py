@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys

@@ -38,9 +38,9 @@ DRIFTS = {
         "test_scrape_annotations_point_to_the_metrics_route[deployment",
     ),
     "app-drains-longer": (
-        "app/__main__.py",
-        r"GRACEFUL_SHUTDOWN_SECONDS = \d+",
-        "GRACEFUL_SHUTDOWN_SECONDS = 60",
+        "app/config.py",
+        r"(timeout_graceful_shutdown: int = Field\(default=)\d+",
+        r"\g<1>60",
         "test_grace_period_covers_the_pre_stop_pause_and_the_drain[deployment",
     ),
     "image-user-changed": (

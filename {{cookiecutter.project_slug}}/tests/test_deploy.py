@@ -1,9 +1,8 @@
 """The Kubernetes manifests agree with the service they deploy.
 
 The port, the health routes, the settings, the drain time and the image's user
-come from the service itself (``Settings``, the app's routes,
-``GRACEFUL_SHUTDOWN_SECONDS``, the Dockerfile), so a change to the service that
-its manifests do not follow fails here.
+come from the service itself (``Settings``, the app's routes, the Dockerfile), so
+a change to the service that its manifests do not follow fails here.
 """
 
 import re
@@ -16,7 +15,6 @@ import yaml
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from app.__main__ import GRACEFUL_SHUTDOWN_SECONDS
 from app.config import Settings
 from app.main import create_app
 
@@ -220,11 +218,14 @@ def test_scrape_annotations_point_to_the_metrics_route(
     }
 
 
-def test_grace_period_covers_the_pre_stop_pause_and_the_drain(pod: Pod) -> None:
+def test_grace_period_covers_the_pre_stop_pause_and_the_drain(
+    pod: Pod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drain = settings_of(pod, monkeypatch).timeout_graceful_shutdown
     grace = pod.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
     command = pod.container["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    assert grace > int(command[1]) + GRACEFUL_SHUTDOWN_SECONDS
+    assert grace > int(command[1]) + drain
 
 
 def test_pod_runs_as_the_images_user(pod: Pod) -> None:
