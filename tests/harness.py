@@ -67,6 +67,9 @@ VIRGINICA = {
 }
 
 
+# --- rendering, and reading a render ------------------------------------------
+
+
 @dataclass(frozen=True)
 class BakedProject:
     path: Path
@@ -137,6 +140,9 @@ def bake(output_dir: Path, **answers: Any) -> BakedProject:
     return BakedProject(Path(path))
 
 
+# --- installing a render ------------------------------------------------------
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process, outside any active virtualenv."""
     env = {
@@ -195,6 +201,9 @@ def pip_install(project: BakedProject, venv: Path, requirement: str | Path) -> P
     return python
 
 
+# --- finding each Python the matrix needs -------------------------------------
+
+
 def interpreter_candidates(version: str) -> list[Path]:
     """Where this version's interpreter may be: pyenv, then the PATH."""
     candidates: list[Path] = []
@@ -240,6 +249,9 @@ def interpreter(version: str) -> str:
         f"no Python {version} found: install it with pyenv, or put python{version}"
         " on the PATH"
     )
+
+
+# --- serving a render, and calling it -----------------------------------------
 
 
 def free_port() -> int:
@@ -353,6 +365,9 @@ def wait_until_ready(
     raise AssertionError(f"service not ready within {timeout} s:\n{log.read_text()}")
 
 
+# --- the cookiecutter command line, and workflows -----------------------------
+
+
 def run_cli(
     output_dir: Path,
     *answers: str,
@@ -400,6 +415,9 @@ def assert_valid_workflow(path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- reading Markdown as it renders -------------------------------------------
 
 
 def markdown_blocks(text: str) -> list[tuple[str, str]]:
