@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bake import BakedProject, bake, package_index_url
+from tests.harness import BakedProject, bake, package_index_url
 from tests.image import (
     RUNTIME,
     base_image,

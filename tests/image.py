@@ -13,12 +13,15 @@ is a stand-in; the Dockerfile is built unchanged.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from dockerfile_parse import DockerfileParser
 
 INSTALL = "apt-get install -y podman runc mmdebstrap"
 # runc: podman's default runtime (crun) cannot create containers under a hybrid
@@ -69,23 +72,10 @@ def ulimits() -> list[str]:
 
 def base_image(dockerfile: str) -> str:
     """The first stage's base image, with the global ARG defaults substituted."""
-    defaults: dict[str, str] = {}
-    for line in dockerfile.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        keyword = words[0].upper()
-        if keyword == "ARG" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            defaults[name] = value
-        elif keyword == "FROM":
-            image = next(word for word in words[1:] if not word.startswith("--"))
-            return re.sub(
-                r"\$\{(\w+)\}|\$(\w+)",
-                lambda m: defaults[m.group(1) or m.group(2)],
-                image,
-            )
-    raise AssertionError("the Dockerfile has no FROM line")
+    parser = DockerfileParser(fileobj=io.BytesIO(dockerfile.encode()))
+    if not parser.parent_images:
+        raise AssertionError("the Dockerfile has no FROM line")
+    return str(parser.parent_images[0])
 
 
 def ensure_base_image(name: str) -> str:
@@ -236,7 +226,7 @@ def image_size(tag: str) -> int:
 
 
 if __name__ == "__main__":
-    from tests.bake import bake
+    from tests.harness import bake
 
     require_tools("podman")
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bake import (
+from tests.harness import (
     SETOSA,
     VIRGINICA,
     BakedProject,
@@ -37,7 +37,7 @@ from tests.image import (
     ulimits,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.image]
+pytestmark = pytest.mark.image
 
 USER_ID = "10001"
 READY_TIMEOUT = 60.0

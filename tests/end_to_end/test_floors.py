@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.bake import DEFAULTS, BakedProject, bake
-from tests.test_matrix import interpreter
+from tests.harness import DEFAULTS, BakedProject, bake, interpreter
 
-pytestmark = [pytest.mark.slow, pytest.mark.floors]
+pytestmark = pytest.mark.floors
 
 LOWEST_PYTHON = min(
     DEFAULTS["python_version"], key=lambda v: tuple(map(int, v.split(".")))
