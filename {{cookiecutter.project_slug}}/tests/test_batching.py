@@ -269,7 +269,8 @@ def test_predict_batched_gives_each_of_200_callers_its_own_answer(
         assert answer.json()["probabilities"] == pytest.approx(
             alone.json()["probabilities"], rel=1e-5, abs=1e-6
         )
-    assert len({r.text for r in answers}) > 100  # the rows differ
+    # The answers differ, so one given to the wrong caller shows.
+    assert len({r.text for r in answers}) > 1
     # Every row ran once, and the 200 calls, made in one turn of the event
     # loop, shared model runs.
     assert no_runs == []
