@@ -44,12 +44,12 @@ class Model:
         ]
 
 
-def load(path: Path = DEFAULT_MODEL_PATH) -> Model:
+def load(path: Path = DEFAULT_MODEL_PATH, *, threads: int = 1) -> Model:
     if path.suffix != ".onnx":
         raise ModelError(path, "the heavy benchmark profile serves a .onnx file")
     options = onnxruntime.SessionOptions()
-    # One thread, like the rest of the service: throughput per core.
-    options.intra_op_num_threads = 1
+    # APP_MODEL_THREADS, 1 by default: throughput per core.
+    options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(
         str(path), options, providers=["CPUExecutionProvider"]
     )
