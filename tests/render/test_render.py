@@ -46,6 +46,7 @@ DEFAULT_FILES = [
     "app/middleware.py",
     "app/model.onnx",
     "app/model.py",
+    "app/observers.py",
     "app/schemas.py",
     "app/train.py",
     "pyproject.toml",

@@ -5,16 +5,19 @@ import sys
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app import model
 from app.config import Settings, describe_errors
 from app.logs import logging_config
+from app.main import create_app
 
 # Exit statuses: 0 after a clean stop (SIGTERM included), 1 for a model that
 # cannot be served, 2 for invalid settings.
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
+FACTORY = "app.main:create_app"
 # uvicorn's protocol for each parser; with httptools, one that limits heads.
 HTTP_PROTOCOLS = {
     "httptools": "app.http_protocol:HeadLimitedHttpToolsProtocol",
@@ -30,17 +33,22 @@ def main() -> None:
         sys.exit(EXIT_BAD_SETTINGS)
     try:
         # Fail fast, before binding the port, rather than serve errors.
-        model.load(settings.model_path)
+        loaded = model.load(settings.model_path, threads=settings.model_threads)
     except model.ModelError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_MODEL)
+    # One worker serves the model loaded above. Several workers are processes
+    # of their own: each builds the app from the settings and loads the model.
+    app: FastAPI | str = (
+        create_app(settings, loaded) if settings.workers == 1 else FACTORY
+    )
     # Once it has drained, uvicorn raises the SIGTERM it caught again, which
     # would end a single process with status 143 (0 with several workers, or
     # as PID 1 in a container): make a clean stop exit 0 in every mode.
     signal.signal(signal.SIGTERM, _stop_cleanly)
     uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+        app,
+        factory=app == FACTORY,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

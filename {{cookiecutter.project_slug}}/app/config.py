@@ -6,8 +6,6 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.model import DEFAULT_MODEL_PATH
-
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -23,7 +21,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     log_level: LogLevel = "info"
     log_json: bool = False
-    model_path: Path = DEFAULT_MODEL_PATH
+    # The sample model, packaged beside this file.
+    model_path: Path = Path(__file__).with_name("model.onnx")
     # ONNX Runtime's threads per worker; scale with workers or replicas instead.
     model_threads: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=1000, ge=1)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.exceptions import HTTPException
 
 from app import DISTRIBUTION, model
+from app.observers import report_predictions
 from app.schemas import refuse_many_unknown_fields
 
 INPUT = "features"
@@ -386,7 +387,7 @@ def _infer(
         _features(loaded.feature_names, row, index) for index, row in enumerate(rows)
     ]
     predictions = loaded.predict_batch(batch)
-    request.state.predicted_labels = [p.label for p in predictions]
+    report_predictions(request, [p.label for p in predictions])
     tensors = {
         LABEL: ResponseOutput(
             name=LABEL,

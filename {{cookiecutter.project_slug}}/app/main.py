@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
+from typing import Annotated
 
 from fastapi import (
     APIRouter,
@@ -25,16 +26,13 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import DISTRIBUTION, inference_protocol, model
-from app.batching import Batcher, BatcherStoppedError, BatchObserver, ModelRunError
+from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
-from app.middleware import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    RequestObserver,
-)
+from app.middleware import RequestContextMiddleware
+from app.observers import Observers, report_predictions
 from app.schemas import (
     BatchRequest,
     BatchResponse,
@@ -47,10 +45,11 @@ from app.schemas import (
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
+# The answers a route can give besides its own, for the OpenAPI document.
 NOT_READY: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorMessage, "description": "The model is not loaded yet"}
 }
-REQUEST_LIMITS: dict[int | str, dict[str, object]] = {
+NOT_READY_OR_TOO_LARGE: dict[int | str, dict[str, object]] = {
     413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
     **NOT_READY,
 }
@@ -63,13 +62,15 @@ MAX_ERRORS_SHOWN = 10
 MAX_ERROR_TEXT = 100
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; the model is loaded once, when it starts."""
+def create_app(
+    settings: Settings | None = None, loaded_model: model.Model | None = None
+) -> FastAPI:
+    """Build the application; it loads the model when it starts, unless given one."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = loaded = model.load(
+        app.state.model = loaded = loaded_model or model.load(
             settings.model_path, threads=settings.model_threads
         )
         logger.info(
@@ -83,13 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 loaded.predict_batch,
                 max_size=settings.batch_max_size,
                 max_wait=settings.batch_max_wait_ms / 1000,
-                observers=app.state.batch_observers,
+                observers=app.state.observers.batches,
             )
             app.state.batcher.start()
         # What is alive now (modules, the model) lives as long as the process:
         # keep it out of the garbage collector's full passes, which a body of
         # many small arrays would otherwise set off again and again, each one
-        # walking all of it (a 1 MiB body of them kept the loop busy 0.6 s).
+        # walking all of it while the event loop waits.
         gc.freeze()
         yield
         if app.state.batcher is not None:
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=description,
         version=version,
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
         # The routes go into the app itself: include_router() would add a layer
         # of routing and body limits to every request.
@@ -119,10 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.model = None
     app.state.batcher = None
-    # Told of each model run of the batcher, to record it.
-    batch_observers: list[BatchObserver] = []
-    app.state.batch_observers = batch_observers
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.observers = Observers()
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -130,21 +129,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-    observers: list[RequestObserver] = []
 {%- if cookiecutter.include_metrics %}
-    observers.append(instrument(app))
+    instrument(app)
 {%- endif %}
     # Outermost, so it sees every request, and times it once for all observers.
-    app.add_middleware(RequestContextMiddleware, observers=observers)
+    app.add_middleware(RequestContextMiddleware, observers=app.state.observers.requests)
     return app
-
-
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn app.main:app` builds the app from the environment on first
-    # access, so importing this module has no side effects.
-    if name == "app":
-        return create_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _package_metadata() -> tuple[str, str, str]:
@@ -187,28 +177,28 @@ def _shorten(value: str | int) -> str | int:
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
-    # A body that is not even text (invalid UTF-8, an integer too long to
-    # parse, arrays nested too deep to parse) is malformed JSON too: answer 422
-    # like any other, not 400.
-    if error.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
-        error.__cause__, ValueError | RecursionError
-    ):
-        message = str(error.__cause__) or type(error.__cause__).__name__
+    # The routes raise no 400 themselves: FastAPI answers it to a body it cannot
+    # parse as JSON, such as invalid UTF-8, an integer too long to read or
+    # arrays nested too deep. That is malformed JSON like any other: answer 422.
+    if error.status_code == status.HTTP_400_BAD_REQUEST:
+        reason = f": {error.__cause__}" if error.__cause__ else ""
+        message = _shorten(f"{error.detail}{reason}")
         detail = [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
         return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return await http_exception_handler(request, error)
 
 
-# Called by the routes rather than declared with Depends(): FastAPI's
-# dependency machinery costs more per request than the rest of /predict, and a
-# plain `def` dependency would even run in its thread pool.
-def _loaded_model(request: Request) -> model.Model:
+async def get_model(request: Request) -> model.Model:
+    """The model being served; 503 until it is loaded."""
     loaded: model.Model | None = request.app.state.model
     if loaded is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
         )
     return loaded
+
+
+ModelDep = Annotated[model.Model, Depends(get_model)]
 
 
 async def _predict_in_batch(
@@ -249,36 +239,38 @@ async def _batch_within_limit(request: Request) -> None:
 
 
 # Routes are matched in the order they are declared: the busiest come first.
-@router.post("/predict", tags=["model"], responses=REQUEST_LIMITS)
-async def predict(features: Instance, request: Request) -> model.Prediction:
+@router.post("/predict", tags=["model"], responses=NOT_READY_OR_TOO_LARGE)
+async def predict(
+    features: Instance, loaded: ModelDep, request: Request
+) -> model.Prediction:
     """Predict the class of one instance."""
     batcher: Batcher | None = request.app.state.batcher
     if batcher is None:
-        prediction = _loaded_model(request).predict(features)
+        prediction = loaded.predict(features)
     else:
         prediction = await _predict_in_batch(batcher, features)
-    request.state.predicted_labels = (prediction.label,)
+    report_predictions(request, [prediction.label])
     return prediction
 
 
 @router.post(
     "/predict/batch",
     tags=["model"],
-    responses=REQUEST_LIMITS,
+    responses=NOT_READY_OR_TOO_LARGE,
     dependencies=[Depends(_batch_within_limit)],
 )
-async def predict_batch(batch: BatchRequest, request: Request) -> BatchResponse:
+async def predict_batch(
+    batch: BatchRequest, loaded: ModelDep, request: Request
+) -> BatchResponse:
     """Predict the classes of several instances."""
-    loaded = _loaded_model(request)
     predictions = loaded.predict_batch(batch.instances)
-    request.state.predicted_labels = [p.label for p in predictions]
+    report_predictions(request, [p.label for p in predictions])
     return BatchResponse(predictions=predictions)
 
 
 @router.get("/model", tags=["model"], responses=NOT_READY)
-async def describe_model(request: Request) -> ModelInfo:
+async def describe_model(loaded: ModelDep) -> ModelInfo:
     """Metadata of the model being served."""
-    loaded = _loaded_model(request)
     return ModelInfo(
         name=loaded.name,
         version=loaded.version,

@@ -18,6 +18,8 @@ from prometheus_client import (
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from app.observers import Observers
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 )  # fmt: skip
@@ -81,16 +83,9 @@ class RequestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.predictions = Counter(
-            "predictions",
-            "Predictions by predicted class.",
-            ["label"],
-            registry=registry,
-        )
         # labels() locks and checks its arguments on every call; the few
         # series of a service are looked up once and kept here instead.
         self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
-        self._per_label: dict[str, Counter] = {}
 
     def __call__(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
@@ -99,12 +94,10 @@ class RequestMetrics:
         latency, requests = self._series_of(method, path, status)
         latency.observe(seconds)
         requests.inc()
-        for label in scope.get("state", {}).get("predicted_labels", ()):
-            self._predictions_of(label).inc()
 
     def _route_path(self, scope: Scope) -> str:
         # FastAPI's routes name themselves in the scope; the docs' routes do
-        # not, and a 413 is answered before routing: look them up here, from
+        # not: look them up here, from
         # the root path the app was given (a Mount has moved it on).
         root_path = scope.get("app_root_path", scope.get("root_path", ""))
         at_the_top = {**scope, "root_path": root_path}
@@ -125,19 +118,35 @@ class RequestMetrics:
             )
         return self._series[key]
 
-    def _predictions_of(self, label: str) -> Counter:
-        if label not in self._per_label:
-            self._per_label[label] = self.predictions.labels(label)
-        return self._per_label[label]
+
+class PredictionMetrics:
+    """Count predictions by predicted class (the model's classes, a bounded set)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.predictions = Counter(
+            "predictions",
+            "Predictions by predicted class.",
+            ["label"],
+            registry=registry,
+        )
+        self._per_label: dict[str, Counter] = {}
+
+    def __call__(self, labels: Sequence[str]) -> None:
+        for label in labels:
+            if label not in self._per_label:
+                self._per_label[label] = self.predictions.labels(label)
+            self._per_label[label].inc()
 
 
-def instrument(app: FastAPI) -> RequestMetrics:
-    """Serve /metrics; the observer returned counts and times each request."""
+def instrument(app: FastAPI) -> None:
+    """Serve /metrics, and record what the app's observers are told of."""
     registry = CollectorRegistry()
-    app.state.batch_observers.append(BatchMetrics(registry))
+    observers: Observers = app.state.observers
+    observers.requests.append(RequestMetrics(registry, app.router.routes))
+    observers.batches.append(BatchMetrics(registry))
+    observers.predictions.append(PredictionMetrics(registry))
 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics, include_in_schema=False)
-    return RequestMetrics(registry, app.router.routes)

@@ -240,7 +240,7 @@ async def post_all(settings: Settings, bodies: Sequence[object]) -> Any:
     """
     app = create_app(settings)
     runs: list[int] = []
-    app.state.batch_observers.append(lambda rows, waits: runs.append(rows))
+    app.state.observers.batches.append(lambda rows, waits: runs.append(rows))
     async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as c:

@@ -288,3 +288,18 @@ def test_docs_load_no_asset_from_another_host(client: TestClient, page: str) -> 
         assert asset.startswith("/"), f"{page} loads {asset}"
         assert client.get(asset).status_code == 200, asset
     assert "://" not in response.text.replace("http://testserver", "")
+
+
+def test_request_body_over_limit_without_a_length_is_413() -> None:
+    # Sent in chunks, with no Content-Length: the limit counts what it reads.
+    settings = Settings(_env_file=None, max_body_bytes=64)
+    chunks = [b'{"instances": [', b" " * 60, b"]}"]
+    with TestClient(create_app(settings)) as client:
+        response = client.post(
+            "/predict/batch",
+            content=iter(chunks),
+            headers={"content-type": "application/json"},
+        )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": "Content Too Large"}

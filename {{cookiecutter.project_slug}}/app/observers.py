@@ -1,0 +1,37 @@
+"""What the service reports as it runs, to whoever records it (``app.metrics``).
+
+One ``Observers`` per application, in ``app.state.observers``: the request
+middleware, the batcher and the routes tell it what happened, and a recorder
+such as ``app.metrics.instrument`` adds itself to the lists it wants. Each
+observer runs on the event loop: keep it quick.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from starlette.types import Scope
+
+from app.batching import BatchObserver
+
+# Told of each finished HTTP request: its scope (with the matched route), its
+# status and its duration in seconds.
+RequestObserver = Callable[[Scope, int, float], None]
+# Told of the labels a request predicted, one per instance.
+PredictionObserver = Callable[[Sequence[str]], None]
+
+
+@dataclass
+class Observers:
+    """The observers of one application, by what they are told of."""
+
+    requests: list[RequestObserver] = field(default_factory=list)
+    batches: list[BatchObserver] = field(default_factory=list)
+    predictions: list[PredictionObserver] = field(default_factory=list)
+
+
+def report_predictions(request: Request, labels: Sequence[str]) -> None:
+    """Tell the application's observers which labels ``request`` predicted."""
+    observers: Observers = request.app.state.observers
+    for observe in observers.predictions:
+        observe(labels)
