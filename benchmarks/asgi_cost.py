@@ -6,6 +6,8 @@ it. Run it with the Python of an installed render, from the repository root::
 
     ../iris-classifier/.venv/bin/python -m benchmarks.asgi_cost service bare raw
 
+``--project DIR`` measures the ``app`` package of another render (such as one
+of an earlier commit) with the same Python, to compare two forms of the code.
 It configures logging as ``python -m app`` does, writing to a temporary file.
 """
 
@@ -94,12 +96,31 @@ async def cost(app: App, requests: int) -> float:
     return elapsed / requests
 
 
-async def measure(name: str, requests: int, repeats: int) -> float:
+async def calls(app: App, requests: int) -> float:
+    """Python function calls per request, counted with ``sys.setprofile``."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call":
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        await cost(app, requests)
+    finally:
+        sys.setprofile(None)
+    return count / requests
+
+
+async def measure(name: str, requests: int, repeats: int, count: bool) -> float:
     app, lifespan = build(name)
     async with AsyncExitStack() as stack:
         if lifespan is not None:
             await stack.enter_async_context(lifespan)
         await cost(app, requests // 10)  # warm up
+        if count:
+            return await calls(app, min(requests, 100))
         return min([await cost(app, requests) for _ in range(repeats)])
 
 
@@ -108,11 +129,24 @@ def main() -> None:
     parser.add_argument("apps", nargs="+", choices=["service", "bare", "raw"])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--calls", action="store_true", help="count Python calls per request instead"
+    )
+    parser.add_argument(
+        "--project", type=Path, help="import the service's app package from here"
+    )
     options = parser.parse_args()
+    if options.project:
+        sys.path.insert(0, str(options.project.resolve()))
     stdout = sys.stdout
     for name in options.apps:
-        seconds = asyncio.run(measure(name, options.requests, options.repeats))
-        print(f"{name:<8} {seconds * 1e6:7.1f} us/request", file=stdout, flush=True)
+        figure = asyncio.run(
+            measure(name, options.requests, options.repeats, options.calls)
+        )
+        if options.calls:
+            print(f"{name:<8} {figure:7.1f} calls/request", file=stdout, flush=True)
+        else:
+            print(f"{name:<8} {figure * 1e6:7.1f} us/request", file=stdout, flush=True)
 
 
 if __name__ == "__main__":

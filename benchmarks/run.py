@@ -68,6 +68,7 @@ ROWS = {
     "raw": "floor: raw ASGI",
     "service": "service",
     "baseline": "baseline service",
+    "other": "other service",
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
     "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
@@ -82,6 +83,7 @@ ROWS = {
     RAW,
     SERVICE,
     BASELINE,
+    OTHER,
     OPENTELEMETRY,
     H11,
     BATCH,
@@ -98,6 +100,9 @@ RATIOS = (
     (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
+    (OTHER, BARE),
+    (SERVICE, OTHER),
+    (OTHER, BASELINE),
     (WORKERS, SERVICE),
     (SERVICE, UNBATCHED),
     (HEAVY_BATCHING, HEAVY),
@@ -480,7 +485,10 @@ def heavy_project(project: Path, workdir: Path) -> Path:
 
 
 def servers_under_test(
-    project: Path, baseline: Path | None, heavy: Path | None = None
+    project: Path,
+    baseline: Path | None,
+    heavy: Path | None = None,
+    other: Path | None = None,
 ) -> list[Server]:
     python = str(project / ".venv" / "bin" / "python")
 
@@ -518,6 +526,8 @@ def servers_under_test(
     ]
     if baseline is not None:
         servers.append(service("baseline", baseline))
+    if other is not None:
+        servers.append(service("other", other))
     # What FastAPI's native OpenTelemetry costs when turned on with no SDK set up.
     servers.append(
         service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
@@ -744,6 +754,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help=f"another installed render, served in turn as '{BASELINE}' for an A/B",
     )
+    parser.add_argument(
+        "--other",
+        type=Path,
+        help=f"a third installed render, served in turn as '{OTHER}'",
+    )
     parser.add_argument("--workdir", type=Path, help="keep renders and logs here")
     parser.add_argument("--output", type=Path, help="the JSON file to write")
     return parser.parse_args(argv)
@@ -798,7 +813,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if {"heavy", "heavy-batching"} & set(keys):
             step("the heavy model: a copy of the render serving an ONNX MLP")
             heavy = heavy_project(project, workdir)
-        servers = servers_under_test(project, baseline, heavy)
+        other = options.other.resolve() if options.other else None
+        servers = servers_under_test(project, baseline, heavy, other)
         servers = [server for server in servers if server.key in keys]
         results["serving"] = measure_serving(servers, options, logs)
         results["ratios"] = compute_ratios(results["serving"])

@@ -35,5 +35,6 @@ def settings() -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+    # The model loaded once above: loading it is not what these tests test.
+    with TestClient(create_app(settings, MODEL)) as client:
         yield client

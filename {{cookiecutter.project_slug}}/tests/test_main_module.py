@@ -1,4 +1,7 @@
-"""``python -m app`` as an operator runs it: a real process on a real port."""
+"""``python -m app`` as an operator runs it: a real process on a real port.
+
+The tests that start servers are marked ``slow``: ``pytest -m slow`` runs them.
+"""
 
 import http.client
 import json
@@ -15,7 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi.testclient import TestClient
 
+from app import __main__ as entry_point
 from app import model
 from tests.conftest import FEATURE_NAMES, FIRST, resigned_artifact
 
@@ -53,19 +59,78 @@ def wait_until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> 
             time.sleep(0.05)
 
 
-@pytest.fixture
-def server(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """``python -m app`` on a free port; ``request.param``: more settings."""
-    settings = getattr(request, "param", {})
-    port, log = free_port(), tmp_path / "server.log"
+Server = tuple[subprocess.Popen[bytes], int, Path]
+
+
+@contextmanager
+def serving(directory: Path, **settings: str) -> Iterator[Server]:
+    """``python -m app`` on a free port, with these settings."""
+    port, log = free_port(), directory / "server.log"
     process = start(log, port=str(port), **settings)
-    wait_until_ready(process, port, log)
-    yield process, port, log
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    try:
+        wait_until_ready(process, port, log)
+        yield process, port, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server of its own, for a test that stops it; ``request.param``: settings."""
+    with serving(tmp_path, **getattr(request, "param", {})) as running:
+        yield running
+
+
+# Shared by the tests that leave it running: short deadlines, and a small
+# limit on request heads, so that they can be reached quickly.
+SHARED_SETTINGS = {"timeout_keep_alive": "1", "max_head_bytes": "4096"}
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("shared"), **SHARED_SETTINGS) as running:
+        yield running
+
+
+def test_one_worker_serves_the_model_it_loaded_to_fail_fast(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loads: list[Path] = []
+    load = model.load
+
+    def counted_load(path: Path, **options: int) -> model.Model:
+        loads.append(path)
+        return load(path, **options)
+
+    served: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.chdir(tmp_path)  # no developer's .env
+    monkeypatch.setattr(model, "load", counted_load)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    entry_point.main()
+    [(app, options)] = served
+    assert options["factory"] is False
+    assert not isinstance(app, str)
+    with TestClient(app) as client:  # type: ignore[arg-type]
+        response = client.post("/predict", json=FIRST.features)
+    assert response.status_code == 200, response.text
+    assert len(loads) == 1
+
+
+def test_several_workers_each_build_the_app_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    served: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APP_WORKERS", "2")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    entry_point.main()
+    [(app, options)] = served
+    assert app == entry_point.FACTORY
+    assert (options["factory"], options["workers"]) == (True, 2)
 
 
 MIB = 1024 * 1024
@@ -173,13 +238,14 @@ def post(port: int, path: str, body: bytes, answer: list[tuple[int, bytes]]) -> 
     connection.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path("/proc/self/clear_refs").exists(), reason="reads peak memory from /proc"
 )
 def test_hostile_bodies_cost_little_memory_time_and_answer(
-    server: tuple[subprocess.Popen[bytes], int, Path],
+    shared_server: Server,
 ) -> None:
-    process, port, _ = server
+    process, port, _ = shared_server
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/model") as response:
         served = json.load(response)["name"]
     costs: dict[str, tuple[int, int, int, float]] = {}
@@ -210,14 +276,14 @@ def test_hostile_bodies_cost_little_memory_time_and_answer(
     assert too_costly == {}
 
 
-@pytest.mark.parametrize("server", [{"timeout_keep_alive": "1"}], indirect=True)
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sent", [b"", b"GET /health/live HTTP/1.1\r\nHost: te"], ids=["idle", "slow-head"]
 )
 def test_connection_without_a_whole_head_in_time_gets_408(
-    server: tuple[subprocess.Popen[bytes], int, Path], sent: bytes
+    shared_server: Server, sent: bytes
 ) -> None:
-    _, port, _ = server
+    _, port, _ = shared_server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(sent)
         started = time.monotonic()
@@ -226,25 +292,29 @@ def test_connection_without_a_whole_head_in_time_gets_408(
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    ("server", "status"),
-    [
-        ({"max_head_bytes": "4096"}, "431"),
-        ({"max_head_bytes": "4096", "http": "h11"}, "400"),  # uvicorn's h11 answer
-    ],
-    ids=["httptools", "h11"],
-    indirect=["server"],
-)
-def test_request_head_over_the_limit_is_refused(
-    server: tuple[subprocess.Popen[bytes], int, Path], status: str
-) -> None:
+HEAD_OVER_4_KIB = b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512
+
+
+@pytest.mark.slow
+def test_request_head_over_the_limit_is_refused(shared_server: Server) -> None:
+    _, port, _ = shared_server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(HEAD_OVER_4_KIB)
+        response = read_to_end(sock)
+    assert response.startswith("HTTP/1.1 431 "), response
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", [{**SHARED_SETTINGS, "http": "h11"}], indirect=True)
+def test_request_head_over_the_limit_is_refused_by_h11(server: Server) -> None:
     _, port, _ = server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512)
+        sock.sendall(HEAD_OVER_4_KIB)
         response = read_to_end(sock)
-    assert response.startswith(f"HTTP/1.1 {status} "), response
+    assert response.startswith("HTTP/1.1 400 "), response  # uvicorn's h11 answer
 
 
+@pytest.mark.slow
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
     data = bytearray(model.DEFAULT_MODEL_PATH.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -259,6 +329,7 @@ def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.slow
 def test_model_that_does_not_fit_features_stops_service_with_one_line(
     tmp_path: Path,
 ) -> None:
@@ -275,6 +346,7 @@ def test_model_that_does_not_fit_features_stops_service_with_one_line(
     assert f"but the model takes ({renamed}," in line, line
 
 
+@pytest.mark.slow
 def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     process = start(log, port="abc", workers="0", max_body_bytes="-1")
@@ -289,6 +361,7 @@ def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "server",
     [
@@ -299,9 +372,7 @@ def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> Non
     ids=["1-worker-unbatched", "1-worker-batched", "2-workers"],
     indirect=True,
 )
-def test_sigterm_lets_in_flight_request_finish_then_exits_0(
-    server: tuple[subprocess.Popen[bytes], int, Path],
-) -> None:
+def test_sigterm_lets_in_flight_request_finish_then_exits_0(server: Server) -> None:
     process, port, log = server
     body = json.dumps(FIRST.features).encode()
     with stalled_upload(port, body[:10], len(body)) as sock:
@@ -316,9 +387,10 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(
     assert "Finished server process" in log.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", [{"timeout_graceful_shutdown": "1"}], indirect=True)
 def test_stalled_request_is_answered_503_at_the_shutdown_deadline(
-    server: tuple[subprocess.Popen[bytes], int, Path],
+    server: Server,
 ) -> None:
     process, port, log = server
     with stalled_upload(port, b'{"sepal', 100) as sock:
