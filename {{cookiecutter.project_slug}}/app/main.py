@@ -239,13 +239,15 @@ async def _batch_within_limit(request: Request) -> None:
 
 
 # Routes are matched in the order they are declared: the busiest come first.
+# /predict calls get_model() itself instead of declaring ModelDep: FastAPI's
+# dependency machinery is a measurable share of the cost of a request this
+# small (see benchmarks/README.md).
 @router.post("/predict", tags=["model"], responses=NOT_READY_OR_TOO_LARGE)
-async def predict(
-    features: Instance, loaded: ModelDep, request: Request
-) -> model.Prediction:
+async def predict(features: Instance, request: Request) -> model.Prediction:
     """Predict the class of one instance."""
     batcher: Batcher | None = request.app.state.batcher
     if batcher is None:
+        loaded = await get_model(request)
         prediction = loaded.predict(features)
     else:
         prediction = await _predict_in_batch(batcher, features)
