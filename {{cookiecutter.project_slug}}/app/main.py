@@ -31,7 +31,7 @@ from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
-from app.middleware import RequestContextMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.observers import Observers, report_predictions
 from app.schemas import (
     BatchRequest,
@@ -107,7 +107,6 @@ def create_app(
         description=description,
         version=version,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
         # The routes go into the app itself: include_router() would add a layer
         # of routing and body limits to every request.
@@ -122,6 +121,7 @@ def create_app(
     app.state.model = None
     app.state.batcher = None
     app.state.observers = Observers()
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -97,7 +97,7 @@ class RequestMetrics:
 
     def _route_path(self, scope: Scope) -> str:
         # FastAPI's routes name themselves in the scope; the docs' routes do
-        # not: look them up here, from
+        # not, and a 413 is answered before routing: look them up here, from
         # the root path the app was given (a Mount has moved it on).
         root_path = scope.get("app_root_path", scope.get("root_path", ""))
         at_the_top = {**scope, "root_path": root_path}
