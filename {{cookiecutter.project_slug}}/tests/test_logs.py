@@ -7,7 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.logs import logging_config, request_id
+from app.logs import (
+    TEXT_FORMAT,
+    JsonLinesFormatter,
+    TextFormatter,
+    logging_config,
+    request_id,
+)
 
 
 @pytest.fixture
@@ -60,6 +66,20 @@ def test_log_level_setting_filters_records(capsys: pytest.CaptureFixture[str]) -
     logging.getLogger("app.test").warning("shown")
     (line,) = capsys.readouterr().err.splitlines()
     assert line.endswith(" WARNING app.test [-] shown")
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonLinesFormatter])
+def test_timestamps_match_the_standard_formatter(
+    formatter: type[logging.Formatter],
+) -> None:
+    fast, standard = formatter(TEXT_FORMAT), logging.Formatter(TEXT_FORMAT)
+    # Within a second, across one, and back again (a clock can step back).
+    for created in (1.7e9 + 0.25, 1.7e9 + 0.999, 1.7e9 + 1.5, 1.7e9 - 1):
+        record = logging.makeLogRecord({"created": created})
+        record.msecs = created % 1 * 1000
+        assert fast.formatTime(record) == standard.formatTime(record), created
+    record = logging.makeLogRecord({"created": 1_700_000_000.0})
+    assert fast.formatTime(record, "%Y") == standard.formatTime(record, "%Y")
 
 
 @pytest.mark.usefixtures("configure")
