@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -100,7 +101,7 @@ def test_one_worker_serves_the_model_it_loaded_to_fail_fast(
     loads: list[Path] = []
     load = model.load
 
-    def counted_load(path: Path, **options: int) -> model.Model:
+    def counted_load(path: Path, **options: Any) -> model.Model:
         loads.append(path)
         return load(path, **options)
 
