@@ -1,9 +1,9 @@
-"""What the service reports as it runs, to whoever records it (``app.metrics``).
+"""What the service reports as it runs, to whoever records it.
 
 One ``Observers`` per application, in ``app.state.observers``: the request
 middleware, the batcher and the routes tell it what happened, and a recorder
-such as ``app.metrics.instrument`` adds itself to the lists it wants. Each
-observer runs on the event loop: keep it quick.
+adds itself to the lists it wants. Each observer runs on the event loop: keep
+it quick.
 """
 
 from collections.abc import Callable, Sequence
