@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.harness import BakedProject, bake, package_index_url
+from tests.harness import BakedProject, bake, use_package_index
 from tests.image import (
     RUNTIME,
     base_image,
@@ -78,16 +77,7 @@ def render(workdir: Path) -> BakedProject:
     """The default render, its Poetry pointed at the index pip uses (as the
     slow tests do), and the floor's Dockerfile beside its own."""
     project = bake(workdir)
-    project.run(
-        sys.executable,
-        "-m",
-        "poetry",
-        "source",
-        "add",
-        "--priority=primary",
-        "index",
-        package_index_url(),
-    )
+    use_package_index(project)
     base = base_image(project.read("Dockerfile"))
     (project.path / "Dockerfile.floor").write_text(FLOOR_DOCKERFILE.format(base=base))
     return project

@@ -176,18 +176,30 @@ def package_index_url() -> str:
     return str(PyPI.simple_url)
 
 
-def poetry_install(
-    project: BakedProject, *args: str, python: str = sys.executable
-) -> Path:
-    """``poetry install`` into a new in-project venv; returns its bin directory.
+def use_package_index(project: BakedProject) -> None:
+    """Point the render's Poetry at the simple index pip is configured with.
 
     Poetry's own JSON look-ups may fail where pip's simple index answers, so
     the rendered copy (never the template) gets that index as its source.
     """
-    poetry = [sys.executable, "-m", "poetry"]
     project.run(
-        *poetry, "source", "add", "--priority=primary", "index", package_index_url()
+        sys.executable,
+        "-m",
+        "poetry",
+        "source",
+        "add",
+        "--priority=primary",
+        "index",
+        package_index_url(),
     )
+
+
+def poetry_install(
+    project: BakedProject, *args: str, python: str = sys.executable
+) -> Path:
+    """``poetry install`` into a new in-project venv; returns its bin directory."""
+    use_package_index(project)
+    poetry = [sys.executable, "-m", "poetry"]
     project.run(*poetry, "env", "use", python)
     project.run(*poetry, "install", *args)
     return project.path / ".venv" / "bin"

@@ -6,10 +6,8 @@ rendered; only the rendered copy's Poetry source points at the package index pip
 uses, as the other slow tests do.
 """
 
-import ast
 import hashlib
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from tests.harness import (
     bake,
     free_port,
     http,
-    package_index_url,
+    use_package_index,
 )
 from tests.image import (
     RUNTIME,
@@ -83,35 +81,20 @@ def documented_exit_status(readme: str) -> int:
 
 def grace_seconds(project: BakedProject) -> float:
     """How long the service lets in-flight requests finish after SIGTERM: the
-    setting's default in .env.example, or the constant in app/__main__.py."""
+    setting's default in .env.example."""
     setting = re.search(
-        r"^APP_\w*GRACEFUL\w*=(\d+)", project.read(".env.example"), re.MULTILINE
+        r"^APP_TIMEOUT_GRACEFUL_SHUTDOWN=(\d+)",
+        project.read(".env.example"),
+        re.MULTILINE,
     )
-    if setting:
-        return float(setting.group(1))
-    for node in ast.parse(project.read("app/__main__.py")).body:
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id == "GRACEFUL_SHUTDOWN_SECONDS"
-        ):
-            return float(ast.literal_eval(node.value))
-    raise AssertionError("neither .env.example nor app/__main__.py sets a grace")
+    assert setting, ".env.example sets no APP_TIMEOUT_GRACEFUL_SHUTDOWN"
+    return float(setting.group(1))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> BakedProject:
     project = bake(tmp_path_factory.mktemp("image"))
-    project.run(
-        sys.executable,
-        "-m",
-        "poetry",
-        "source",
-        "add",
-        "--priority=primary",
-        "index",
-        package_index_url(),
-    )
+    use_package_index(project)
     return project
 
 
