@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from app import DISTRIBUTION, model
 from app.observers import report_predictions
-from app.schemas import refuse_many_unknown_fields
+from app.schemas import first_errors, refuse_many_unknown_fields, unparseable_body
 
 INPUT = "features"
 LABEL = "label"
@@ -35,10 +35,8 @@ BINARY_EXTENSION_HEADER = "inference-header-content-length"
 
 # fail_fast: the errors of the first invalid parameter, not of every one.
 Parameters = Annotated[dict[str, str | int | float | bool], Field(fail_fast=True)]
-# An error describes the first few problems and counts the rest, and is cut
-# short, so that its size does not grow with the body (names and values in it
-# come from the client).
-MAX_ERRORS_SHOWN = 10
+# An error is cut short, so that its size does not grow with the body (names
+# and values in it come from the client).
 MAX_ERROR_TEXT = 1000
 
 
@@ -75,8 +73,7 @@ class ProtocolRoute(APIRoute):
                 # parse: FastAPI answers 400, with the reason as the cause.
                 if error.status_code != status.HTTP_400_BAD_REQUEST:
                     raise
-                cause = f": {error.__cause__}" if error.__cause__ else ""
-                return _error(error.status_code, f"{error.detail}{cause}")
+                return _error(error.status_code, unparseable_body(error))
 
         return handle_with_protocol_errors
 
@@ -315,13 +312,14 @@ def _error(status_code: int, message: str) -> JSONResponse:
 
 def _describe(errors: Any) -> str:
     """Pydantic's errors as one line: where each is, and what is wrong there."""
+    shown, more = first_errors(errors)
     described = "; ".join(
         f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
         + (f" ({error['ctx']['error']})" if "error" in error.get("ctx", {}) else "")
-        for error in errors[:MAX_ERRORS_SHOWN]
+        for error in shown
     )
-    if len(errors) > MAX_ERRORS_SHOWN:
-        described += f"; {len(errors) - MAX_ERRORS_SHOWN} more errors"
+    if more:
+        described += f"; {more} more errors"
     return described
 
 

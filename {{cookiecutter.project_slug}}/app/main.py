@@ -40,6 +40,8 @@ from app.schemas import (
     HealthStatus,
     Instance,
     ModelInfo,
+    first_errors,
+    unparseable_body,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,9 +58,7 @@ NOT_READY_OR_TOO_LARGE: dict[int | str, dict[str, object]] = {
 # FastAPI's native OpenTelemetry looks up the configured providers on every
 # request, even when none is set up; APP_OPENTELEMETRY=true turns it on.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-# A 422 shows the first few errors and counts the rest, and shortens long
-# values, so that its size does not grow with the body.
-MAX_ERRORS_SHOWN = 10
+# A 422 shortens long values, so that its size does not grow with the body.
 MAX_ERROR_TEXT = 100
 
 
@@ -152,17 +152,16 @@ async def _validation_error(
 ) -> JSONResponse:
     # FastAPI's default handler echoes the input back; a NaN or an overflowing
     # number cannot be encoded as JSON, which would turn this 422 into a 500.
-    errors = error.errors()
+    shown, more = first_errors(error.errors())
     detail = [
         {
             "loc": [_shorten(part) for part in item["loc"]],
             "msg": _shorten(item["msg"]),
             "type": item["type"],
         }
-        for item in errors[:MAX_ERRORS_SHOWN]
+        for item in shown
     ]
-    if len(errors) > MAX_ERRORS_SHOWN:
-        more = len(errors) - MAX_ERRORS_SHOWN
+    if more:
         detail.append(
             {"loc": ["body"], "msg": f"{more} more errors", "type": "too_many_errors"}
         )
@@ -181,8 +180,7 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     # parse as JSON, such as invalid UTF-8, an integer too long to read or
     # arrays nested too deep. That is malformed JSON like any other: answer 422.
     if error.status_code == status.HTTP_400_BAD_REQUEST:
-        reason = f": {error.__cause__}" if error.__cause__ else ""
-        message = _shorten(f"{error.detail}{reason}")
+        message = _shorten(unparseable_body(error))
         detail = [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
         return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return await http_exception_handler(request, error)

@@ -1,15 +1,19 @@
 """Request and response bodies of the HTTP API, around the model's own types."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
 
 from app.model import Features, Prediction
 
 # Unknown fields are reported one by one up to this many; beyond, in one error.
 MAX_UNKNOWN_FIELDS = 10
+# An error answer shows the first few problems and counts the rest, so that
+# its size does not grow with the body.
+MAX_ERRORS_SHOWN = 10
 
 
 def refuse_many_unknown_fields(model: type[BaseModel]) -> Callable[[Any], Any]:
@@ -76,3 +80,15 @@ class ErrorMessage(BaseModel):
     """Why a request could not be answered."""
 
     detail: str
+
+
+def first_errors(errors: Sequence[Any]) -> tuple[Sequence[Any], int]:
+    """The errors an answer shows, and how many more there were."""
+    return errors[:MAX_ERRORS_SHOWN], max(len(errors) - MAX_ERRORS_SHOWN, 0)
+
+
+def unparseable_body(error: HTTPException) -> str:
+    """Why FastAPI answered 400: a body it could not read as JSON (invalid
+    UTF-8, an integer too long to parse, arrays nested too deep)."""
+    reason = f": {error.__cause__}" if error.__cause__ else ""
+    return f"{error.detail}{reason}"
