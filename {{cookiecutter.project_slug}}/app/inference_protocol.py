@@ -375,12 +375,8 @@ def _infer(
     if len(body.inputs) != 1 or body.inputs[0].name != INPUT:
         names = [tensor.name for tensor in body.inputs]
         raise _bad_request(f"inputs {names}: the model takes one input, {INPUT!r}")
-    rows = _rows(body.inputs[0], loaded.feature_names)
     limit: int = request.app.state.settings.max_batch_size
-    if len(rows) > limit:
-        raise _bad_request(
-            f"at most {limit} instances are allowed per request, got {len(rows)}"
-        )
+    rows = _rows(body.inputs[0], loaded.feature_names, limit)
     batch = [
         _features(loaded.feature_names, row, index) for index, row in enumerate(rows)
     ]
@@ -412,8 +408,11 @@ def _bad_request(message: str) -> ProtocolError:
     return ProtocolError(status.HTTP_400_BAD_REQUEST, message)
 
 
-def _rows(tensor: RequestInput, feature_names: tuple[str, ...]) -> list[list[float]]:
-    """The tensor's rows, checked against its datatype, shape and data."""
+def _rows(
+    tensor: RequestInput, feature_names: tuple[str, ...], limit: int
+) -> list[list[float]]:
+    """The tensor's rows, checked against its datatype, shape and data; at most
+    ``limit`` of them, refused by the shape before any value is read."""
     n_features = len(feature_names)
     if tensor.datatype not in INPUT_DATATYPES:
         raise _bad_request(
@@ -428,6 +427,10 @@ def _rows(tensor: RequestInput, feature_names: tuple[str, ...]) -> list[list[flo
             " per instance"
         )
     n_rows = tensor.shape[0]
+    if n_rows > limit:
+        raise _bad_request(
+            f"at most {limit} instances are allowed per request, got {n_rows}"
+        )
     data = tensor.data
     if all(isinstance(row, list) for row in data):  # nested like the shape
         if len(data) != n_rows or any(len(row) != n_features for row in data):

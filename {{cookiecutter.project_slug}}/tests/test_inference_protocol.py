@@ -308,6 +308,17 @@ def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
     }
 
 
+def test_infer_over_batch_limit_is_refused_before_its_values_are_read() -> None:
+    settings = Settings(_env_file=None, max_batch_size=2)
+    tensor = {**features(*[FIRST.features] * 3), "data": ["x"] * 3 * N_FEATURES}
+    with TestClient(create_app(settings)) as client:
+        response = client.post(INFER, json={"inputs": [tensor]})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "at most 2 instances are allowed per request, got 3"
+    }
+
+
 def test_infer_body_over_limit_is_413() -> None:
     settings = Settings(_env_file=None, max_body_bytes=64)
     with TestClient(create_app(settings)) as client:
