@@ -1,11 +1,14 @@
 """Micro-batching: concurrent ``/predict`` calls share one model run.
 
-Each caller puts its row on a queue and waits for its own answer. One worker
+Each caller adds its row to the queue and waits for its own answer. One worker
 task takes the rows that are waiting, up to ``max_size``, waits at most
-``max_wait`` seconds for more, and runs the model once for all of them, in a
-thread so the event loop keeps reading requests in the meantime. While one
-batch runs, the next one gathers: under load the batches grow by themselves.
-A batch of one row runs in the event loop.
+``max_wait`` seconds for more, and runs the model once for all of them. Rows
+that come in while a batch runs make up the next one: under load the batches
+grow by themselves.
+
+A run that is expected to be quick happens in the event loop; a slow one goes
+to a thread, so the event loop keeps reading requests in the meantime. What to
+expect is what the model's previous run took (see ``LOOP_RUN_SECONDS``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -25,6 +29,12 @@ PredictBatch = Callable[[Sequence[Any]], Sequence[Any]]
 # seconds it waited on the queue before the run started.
 BatchObserver = Callable[[int, Sequence[float]], None]
 
+# A run whose predecessor took less than this happens in the event loop, which
+# it holds for that long: handing a run to a thread and its answers back costs
+# the event loop more than a quick model's whole run (see benchmarks/README.md).
+# A run that took longer is worth a thread.
+LOOP_RUN_SECONDS = 0.0005
+
 
 class ModelRunError(Exception):
     """The model run of a caller's batch raised; the log has the traceback."""
@@ -34,11 +44,11 @@ class BatcherStoppedError(Exception):
     """The batcher is shutting down and takes no more rows."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     row: Any
     answer: asyncio.Future[Any]
-    queued_at: float = field(default_factory=time.perf_counter)
+    queued_at: float
 
 
 class Batcher:
@@ -50,6 +60,7 @@ class Batcher:
         max_size: int,
         max_wait: float = 0.0,
         observers: Sequence[BatchObserver] = (),
+        loop_run_seconds: float = LOOP_RUN_SECONDS,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
@@ -58,15 +69,18 @@ class Batcher:
         self.max_size = max_size
         self.max_wait = max_wait
         self.observers = list(observers)
+        self.loop_run_seconds = loop_run_seconds
         self._predict_batch = predict_batch
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._rows: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()  # set while rows may be waiting
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last_run_seconds = 0.0  # what the latest model run took
 
     @property
     def queued(self) -> int:
         """Rows waiting for a model run."""
-        return self._queue.qsize()
+        return len(self._rows)
 
     def start(self) -> None:
         """Start the worker; call from a running event loop (the lifespan)."""
@@ -78,58 +92,57 @@ class Batcher:
         if self._worker is None or self._stopping:
             return
         self._stopping = True
-        # None on the queue is the stop mark: every row before it is answered.
-        self._queue.put_nowait(None)
+        self._arrived.set()
         await self._worker
 
     async def predict(self, row: Any) -> Any:
         """The answer for this row, computed in a batch with its neighbours."""
         if self._worker is None or self._stopping:
             raise BatcherStoppedError("the service is shutting down")
-        pending = _Pending(row, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(pending)
+        answer = asyncio.get_running_loop().create_future()
+        self._rows.append(_Pending(row, answer, time.perf_counter()))
+        self._arrived.set()
         # A caller cancelled here (its client went away) cancels only its own
         # future; the worker skips it or drops its answer.
-        return await pending.answer
+        return await answer
 
     async def _work(self) -> None:
-        stopping = False
         try:
-            while not stopping:
-                first = await self._queue.get()
-                if first is None:
-                    break
-                batch, stopping = await self._gather(first)
-                await self._run(batch)
+            while self._rows or not self._stopping:
+                await self._arrived.wait()
+                self._arrived.clear()
+                if self.max_wait and self._rows:
+                    await self._wait_for_more()
+                batch = [
+                    self._rows.popleft()
+                    for _ in range(min(self.max_size, len(self._rows)))
+                ]
+                if self._rows:
+                    self._arrived.set()  # more than one batch was waiting
+                if batch:
+                    await self._run(batch)
         finally:
             # Also when the worker is cancelled: no caller is left waiting.
             self._stopping = True
-            while not self._queue.empty():
-                pending = self._queue.get_nowait()
-                if pending is not None and not pending.answer.done():
+            while self._rows:
+                pending = self._rows.popleft()
+                if not pending.answer.done():
                     pending.answer.set_exception(
                         BatcherStoppedError("the batcher stopped")
                     )
 
-    async def _gather(self, first: _Pending) -> tuple[list[_Pending], bool]:
-        """The first row and those that follow it within max_wait; stop seen?"""
-        batch = [first]
-        deadline = asyncio.get_running_loop().time() + self.max_wait
-        while len(batch) < self.max_size:
+    async def _wait_for_more(self) -> None:
+        """Wait until the batch is full, or max_wait after its first row."""
+        deadline = self._rows[0].queued_at + self.max_wait
+        while len(self._rows) < self.max_size and not self._stopping:
+            timeout = deadline - time.perf_counter()
+            if timeout <= 0:
+                return
             try:
-                pending = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    break
-                try:
-                    pending = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
-            if pending is None:
-                return batch, True
-            batch.append(pending)
-        return batch, False
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+            except TimeoutError:
+                return
+            self._arrived.clear()
 
     async def _run(self, batch: list[_Pending]) -> None:
         batch = [pending for pending in batch if not pending.answer.done()]
@@ -138,14 +151,12 @@ class Batcher:
         started = time.perf_counter()
         try:
             rows = [pending.row for pending in batch]
-            if len(rows) == 1:
-                # A lone row runs here, in the event loop: for a cheap model the
-                # thread hand-off would cost more than the run (measured: nearly
-                # half the throughput per core at one connection), and with one
-                # row waiting there is little else to serve meanwhile.
-                answers = self._predict_batch(rows)
+            if self._last_run_seconds < self.loop_run_seconds:
+                answers = self._timed_run(rows, time.perf_counter)
             else:
-                answers = await asyncio.to_thread(self._predict_batch, rows)
+                answers = await asyncio.to_thread(
+                    self._timed_run, rows, time.thread_time
+                )
             if len(answers) != len(batch):
                 raise ValueError(
                     f"the model returned {len(answers)} answers for {len(batch)} rows"
@@ -171,3 +182,13 @@ class Batcher:
         waits = [started - pending.queued_at for pending in batch]
         for observe in self.observers:
             observe(len(batch), waits)
+
+    def _timed_run(self, rows: list[Any], clock: Callable[[], float]) -> Sequence[Any]:
+        # In the event loop, a run holds the loop for as long as it takes. In a
+        # thread, that time would include the waits for the event loop to let go
+        # of the interpreter, so the thread's CPU time is what counts there.
+        started = clock()
+        try:
+            return self._predict_batch(rows)
+        finally:
+            self._last_run_seconds = clock() - started

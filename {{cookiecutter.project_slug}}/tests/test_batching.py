@@ -1,12 +1,13 @@
 """The batcher, driven step by step: a gate holds the model run until the test
 has queued what it wants, so no test depends on timing.
 
-Rows queued in one turn of the event loop share the next run, and a run of two
-rows or more happens in a thread: that is the run the gate holds. (A lone row
-runs in the event loop, which the gate would block.)"""
+Rows queued in one turn of the event loop share the next run. The gated batchers
+are made with ``loop_run_seconds=0``, so that every run happens in a thread:
+that is the run the gate holds. (A run in the event loop would block it.)"""
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ class GatedModel:
         assert await asyncio.to_thread(self.running.wait, TIMEOUT)
 
 
+def gated_batcher(model: GatedModel, max_size: int, max_wait: float = 0.0) -> Batcher:
+    """A batcher whose every run happens in a thread, where the gate can hold it."""
+    return Batcher(model, max_size=max_size, max_wait=max_wait, loop_run_seconds=0)
+
+
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), TIMEOUT))
 
@@ -64,7 +70,7 @@ async def outcome(call: Awaitable[int]) -> int | str:
 def test_batcher_runs_waiting_rows_together_in_order() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = Batcher(model, max_size=100)
+        batcher = gated_batcher(model, max_size=100)
         batcher.start()
         first = [asyncio.create_task(batcher.predict(row)) for row in (0, 1)]
         await model.wait_running()
@@ -82,7 +88,7 @@ def test_batcher_runs_at_most_max_size_rows() -> None:
     async def scenario() -> None:
         model = GatedModel()
         model.gate.set()
-        batcher = Batcher(model, max_size=4)
+        batcher = gated_batcher(model, max_size=4)
         batcher.start()
         answers = await asyncio.gather(*(batcher.predict(row) for row in range(10)))
         assert answers == [row * 10 for row in range(10)]
@@ -96,7 +102,7 @@ def test_batcher_runs_at_most_max_size_rows() -> None:
 def test_batcher_failing_run_fails_exactly_its_callers() -> None:
     async def scenario() -> None:
         model = GatedModel(poison=2)
-        batcher = Batcher(model, max_size=100)
+        batcher = gated_batcher(model, max_size=100)
         batcher.start()
         first = [asyncio.create_task(outcome(batcher.predict(r))) for r in (0, 1)]
         await model.wait_running()
@@ -121,7 +127,7 @@ def test_batcher_failure_names_the_batch() -> None:
     async def scenario() -> None:
         model = GatedModel(poison=7)
         model.gate.set()
-        batcher = Batcher(model, max_size=8)
+        batcher = gated_batcher(model, max_size=8)
         batcher.start()
         with pytest.raises(ModelRunError, match=r"batch of 1 rows \(ValueError\)"):
             await batcher.predict(7)
@@ -133,7 +139,7 @@ def test_batcher_failure_names_the_batch() -> None:
 def test_batcher_skips_a_caller_cancelled_while_queued() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = Batcher(model, max_size=100)
+        batcher = gated_batcher(model, max_size=100)
         batcher.start()
         first = [asyncio.create_task(batcher.predict(row)) for row in (0, 1)]
         await model.wait_running()
@@ -153,7 +159,7 @@ def test_batcher_skips_a_caller_cancelled_while_queued() -> None:
 def test_batcher_answers_the_rest_of_a_batch_whose_caller_left() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = Batcher(model, max_size=100)
+        batcher = gated_batcher(model, max_size=100)
         batcher.start()
         # Queued in the same turn of the loop, so they share the first run.
         gone = asyncio.create_task(batcher.predict(1))
@@ -173,7 +179,7 @@ def test_batcher_answers_the_rest_of_a_batch_whose_caller_left() -> None:
 def test_batcher_stop_answers_every_queued_row_then_refuses() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher = Batcher(model, max_size=2)
+        batcher = gated_batcher(model, max_size=2)
         batcher.start()
         calls = [asyncio.create_task(batcher.predict(row)) for row in range(7)]
         await model.wait_running()
@@ -194,7 +200,7 @@ def test_batcher_waits_up_to_max_wait_for_more_rows() -> None:
         model = GatedModel()
         model.gate.set()
         # A wait far longer than the test: the second row must join the first.
-        batcher = Batcher(model, max_size=2, max_wait=TIMEOUT * 10)
+        batcher = gated_batcher(model, max_size=2, max_wait=TIMEOUT * 10)
         batcher.start()
         first = asyncio.create_task(batcher.predict(1))
         await asyncio.sleep(0)
@@ -202,6 +208,58 @@ def test_batcher_waits_up_to_max_wait_for_more_rows() -> None:
         second = asyncio.create_task(batcher.predict(2))
         assert list(await asyncio.gather(first, second)) == [10, 20]
         assert model.runs == [[1, 2]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+class WhereModel:
+    """Multiplies each row by 10 and notes where each run happened. A run with
+    a row in ``busy`` keeps the CPU busy for 20 ms; one with a row in
+    ``waiting`` sleeps for 20 ms, as a thread waiting for the interpreter does."""
+
+    def __init__(self, busy: Sequence[int] = (), waiting: Sequence[int] = ()) -> None:
+        self.where: list[str] = []
+        self.busy = busy
+        self.waiting = waiting
+        self.loop_thread = threading.get_ident()
+
+    def __call__(self, rows: Sequence[int]) -> list[int]:
+        in_loop = threading.get_ident() == self.loop_thread
+        self.where.append("loop" if in_loop else "thread")
+        if any(row in self.busy for row in rows):
+            started = time.thread_time()
+            while time.thread_time() - started < 0.02:
+                pass
+        if any(row in self.waiting for row in rows):
+            time.sleep(0.02)
+        return [row * 10 for row in rows]
+
+
+def test_batcher_runs_a_quick_model_in_the_event_loop() -> None:
+    async def scenario() -> None:
+        model = WhereModel()
+        batcher = Batcher(model, max_size=100)
+        batcher.start()
+        calls = [batcher.predict(row) for row in range(50)]
+        assert await asyncio.gather(*calls) == [row * 10 for row in range(50)]
+        assert await batcher.predict(50) == 500
+        assert model.where == ["loop", "loop"]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_runs_in_a_thread_after_a_run_that_held_the_loop() -> None:
+    async def scenario() -> None:
+        model = WhereModel(busy=[1], waiting=[2, 3])
+        batcher = Batcher(model, max_size=100, loop_run_seconds=0.01)
+        batcher.start()
+        for row in range(5):  # one at a time: five runs
+            assert await batcher.predict(row) == row * 10
+        # Row 1 held the loop, so row 2 ran in a thread. There it only waited,
+        # which holds nothing, so row 3 ran in the loop, which it held.
+        assert model.where == ["loop", "loop", "thread", "loop", "thread"]
         await batcher.stop()
 
     run(scenario)
