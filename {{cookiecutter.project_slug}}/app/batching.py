@@ -33,7 +33,7 @@ BatchObserver = Callable[[int, Sequence[float]], None]
 # it holds for that long: handing a run to a thread and its answers back costs
 # the event loop more than a quick model's whole run (see benchmarks/README.md).
 # A run that took longer is worth a thread.
-LOOP_RUN_SECONDS = 0.0005
+LOOP_RUN_SECONDS = 0.002
 
 
 class ModelRunError(Exception):
