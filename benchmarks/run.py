@@ -6,8 +6,9 @@ the PATH (Debian: ``apt-get install wrk``)::
     python -m benchmarks.run
 
 It prints tables and writes every figure as JSON to ``benchmarks/results/``.
-Each serving figure is the median of ``--rounds`` runs taken in turn (A B C A B
-C ...), so a busy neighbour hurts every row alike. benchmarks/README.md says
+Each serving figure is the median of ``--rounds`` rounds. A round starts every
+server, then loads each in turn for a slice of ``--duration`` (A B C A B C ...),
+so that a busy neighbour hurts every row alike. benchmarks/README.md says
 what each row and floor means.
 """
 
@@ -69,6 +70,7 @@ ROWS = {
     "service": "service",
     "baseline": "baseline service",
     "other": "other service",
+    "quiet": "service, APP_LOG_LEVEL=warning",
     "opentelemetry": "service, APP_OPENTELEMETRY=true",
     "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
@@ -84,6 +86,7 @@ ROWS = {
     SERVICE,
     BASELINE,
     OTHER,
+    QUIET,
     OPENTELEMETRY,
     H11,
     BATCH,
@@ -96,6 +99,8 @@ RATIOS = (
     (SERVICE, BARE),
     (SERVICE, BARE_QUIET),
     (SERVICE, RAW),
+    (QUIET, BARE_QUIET),
+    (SERVICE, QUIET),
     (OPENTELEMETRY, BARE),
     (H11, SERVICE),
     (BASELINE, BARE),
@@ -374,33 +379,93 @@ def wrk(url: str, options: argparse.Namespace, seconds: float, batch: int | None
     }
 
 
-def measure_once(server: Server, options: argparse.Namespace, log: Path):
-    with running(server, log) as live:
-        check_answers(server, live.url)
-        idle_mib = tree_rss_mib(live.process.pid)
-        url = live.url + server.path
-        wrk(url, options, options.warmup, server.batch)
-        user0, system0 = tree_cpu_seconds(live.process.pid)
-        busy0, wrk0 = machine_busy_seconds(), children_cpu_seconds()
-        result = wrk(url, options, options.duration, server.batch)
-        busy1, wrk1 = machine_busy_seconds(), children_cpu_seconds()
-        user1, system1 = tree_cpu_seconds(live.process.pid)
-        server_s = (user1 - user0) + (system1 - system0)
-        requests = result["requests"]
-        result.update(
-            # Requests per CPU-second of the server: its throughput per core,
-            # which a busy neighbour disturbs far less than the wall-clock rate.
-            rps_per_cpu=ratio(requests, server_s),
-            user_us=(user1 - user0) / requests * 1e6,
-            system_us=(system1 - system0) / requests * 1e6,
-            # Cores kept busy by anything but this server and wrk: the noise.
-            others_cores=max(0.0, busy1 - busy0 - server_s - (wrk1 - wrk0))
-            / result["duration_s"],
-            rss_idle_mib=idle_mib,
-            rss_after_mib=tree_rss_mib(live.process.pid),
-            ready_s=live.ready_s,
-        )
-        return result
+def measure_slice(
+    server: Server, live: Running, options: argparse.Namespace, seconds: float
+) -> dict[str, Any]:
+    """Load one running server with wrk for ``seconds``; what it and the rest used."""
+    pid = live.process.pid
+    user0, system0 = tree_cpu_seconds(pid)
+    busy0, wrk0 = machine_busy_seconds(), children_cpu_seconds()
+    result = wrk(live.url + server.path, options, seconds, server.batch)
+    busy1, wrk1 = machine_busy_seconds(), children_cpu_seconds()
+    user1, system1 = tree_cpu_seconds(pid)
+    server_s = (user1 - user0) + (system1 - system0)
+    result.update(
+        user_s=user1 - user0,
+        system_s=system1 - system0,
+        # Cores kept busy by anything but this server and wrk: the noise.
+        others_s=max(0.0, busy1 - busy0 - server_s - (wrk1 - wrk0)),
+    )
+    return result
+
+
+def combine_slices(slices: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figures over its slices of a round."""
+    requests = sum(s["requests"] for s in slices)
+    duration = sum(s["duration_s"] for s in slices)
+    user = sum(s["user_s"] for s in slices)
+    system = sum(s["system_s"] for s in slices)
+    return {
+        "rps": requests / duration,
+        "requests": requests,
+        "duration_s": duration,
+        # Requests per CPU-second of the server: its throughput per core,
+        # which a busy neighbour disturbs far less than the wall-clock rate.
+        "rps_per_cpu": ratio(requests, user + system),
+        "user_us": user / requests * 1e6,
+        "system_us": system / requests * 1e6,
+        "others_cores": sum(s["others_s"] for s in slices) / duration,
+        **{
+            key: sum(s[key] for s in slices)
+            for key in ("http_errors", "socket_errors", "errors")
+        },
+        # wrk reports percentiles per slice: their median stands for the round.
+        **{
+            f"{name}_ms": median([s[f"{name}_ms"] for s in slices])
+            for name in ("p50", "p90", "p99", "p999", "mean")
+        },
+        "max_ms": max(s["max_ms"] for s in slices),
+        "slices_rps": [s["rps"] for s in slices],
+    }
+
+
+def measure_round(
+    servers: Sequence[Server], options: argparse.Namespace, logs: Path, number: int
+) -> dict[str, dict[str, Any]]:
+    """Start every server, then load each in turn, a slice at a time.
+
+    The servers of a round run side by side and wait idle while another is
+    loaded, so that a change in the machine's speed during the round (other
+    work on the host) falls on every server alike rather than on whichever
+    was loaded at the time.
+    """
+    with contextlib.ExitStack() as stack:
+        live: dict[str, Running] = {}
+        for server in servers:
+            log = logs / f"{server.key}-{number}.log"
+            live[server.key] = stack.enter_context(running(server, log))
+        idle_mib: dict[str, float] = {}
+        for server in servers:
+            url = live[server.key].url
+            check_answers(server, url)
+            idle_mib[server.key] = tree_rss_mib(live[server.key].process.pid)
+            wrk(url + server.path, options, options.warmup, server.batch)
+        slices: dict[str, list[dict[str, Any]]] = {s.key: [] for s in servers}
+        seconds = options.duration / options.slices
+        for _ in range(options.slices):
+            for server in servers:
+                slices[server.key].append(
+                    measure_slice(server, live[server.key], options, seconds)
+                )
+        return {
+            server.key: {
+                **combine_slices(slices[server.key]),
+                "rss_idle_mib": idle_mib[server.key],
+                "rss_after_mib": tree_rss_mib(live[server.key].process.pid),
+                "ready_s": live[server.key].ready_s,
+            }
+            for server in servers
+        }
 
 
 SUMMARISED = (
@@ -420,12 +485,12 @@ SUMMARISED = (
 def measure_serving(
     servers: Sequence[Server], options: argparse.Namespace, logs: Path
 ) -> dict[str, Any]:
-    """Every server once per round, in turn; medians over the rounds."""
+    """``--rounds`` rounds of every server; medians over the rounds."""
     runs: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
     for round_number in range(1, options.rounds + 1):
+        measured = measure_round(servers, options, logs, round_number)
         for server in servers:
-            log = logs / f"{server.key}-{round_number}.log"
-            r = measure_once(server, options, log)
+            r = measured[server.key]
             runs[server.name].append(r)
             print(
                 f"  round {round_number}/{options.rounds}  {server.name:<36}"
@@ -528,6 +593,8 @@ def servers_under_test(
         servers.append(service("baseline", baseline))
     if other is not None:
         servers.append(service("other", other))
+    # Without its log line per request, like the floor without its access log.
+    servers.append(service("quiet", project, settings={"APP_LOG_LEVEL": "warning"}))
     # What FastAPI's native OpenTelemetry costs when turned on with no SDK set up.
     servers.append(
         service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
@@ -728,7 +795,16 @@ def format_report(results: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="serving runs per app")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per run")
+    parser.add_argument(
+        "--duration", type=float, default=10, help="seconds of load per app per round"
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="each round loads the apps in turn, this many times, for an equal"
+        " share of --duration each",
+    )
     parser.add_argument("--warmup", type=float, default=2, help="seconds before it")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
