@@ -37,12 +37,14 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver] = ()) -> None:
         self.app = app
         self.observers = observers
+        self.request_log = RequestLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self.request_log.started()
         this_request = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id.set(this_request)
         status = 0  # until the response starts
@@ -72,9 +74,51 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             for observe in self.observers:
                 observe(scope, status, seconds)
-            if logger.isEnabledFor(logging.INFO):
-                _log_request(scope["method"], scope["path"], status, seconds)
+            self.request_log.ended(
+                this_request, scope["method"], scope["path"], status, seconds
+            )
             request_id.reset(token)
+
+
+class RequestLog:
+    """A log line for each request, written several at a time when they overlap.
+
+    While other requests are still being served, the line of one that ended
+    waits for the end of the current turn of the event loop, and the lines of
+    that turn are written one after another; the last request in flight writes
+    at once. A line written between two responses pushed the request path's
+    code and data out of the processor's caches: writing them together answered
+    1.15x the requests per second of /predict (see benchmarks/README.md).
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._waiting: list[tuple[str, str, str, int, float]] = []
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def ended(
+        self, this_request: str, method: str, path: str, status: int, seconds: float
+    ) -> None:
+        self.in_flight -= 1
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        if self.in_flight and not self._waiting:
+            asyncio.get_running_loop().call_soon(self.write)
+        self._waiting.append((this_request, method, path, status, seconds))
+        if not self.in_flight:
+            self.write()
+
+    def write(self) -> None:
+        """Write the lines that are waiting, each with its request's id."""
+        waiting, self._waiting = self._waiting, []
+        for this_request, method, path, status, seconds in waiting:
+            token = request_id.set(this_request)
+            try:
+                _log_request(method, path, status, seconds)
+            finally:
+                request_id.reset(token)
 
 
 def _log_request(method: str, path: str, status: int, seconds: float) -> None:

@@ -1,3 +1,4 @@
+import asyncio
 import logging
 import re
 
@@ -6,7 +7,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Scope
 
-from app.middleware import RequestContextMiddleware
+from app.logs import RequestIdFilter
+from app.middleware import RequestContextMiddleware, RequestLog
 from tests.conftest import FIRST
 
 
@@ -48,6 +50,51 @@ def test_rejected_requests_are_logged_with_their_status(
         client.post("/predict", json={})
     (record,) = [r for r in caplog.records if r.name == "app.access"]
     assert vars(record)["status"] == 422
+
+
+def request_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [
+        (vars(r)["request_id"], r.getMessage())
+        for r in caplog.records
+        if r.name == "app.access"
+    ]
+
+
+def test_request_log_writes_a_lone_request_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        log = RequestLog()
+        log.started()
+        log.ended("only", "GET", "/health/live", 200, 0.001)
+        assert request_lines(caplog) == [("only", "GET /health/live 200 1.00ms")]
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        asyncio.run(scenario())
+
+
+def test_request_log_writes_overlapping_requests_after_the_turn_with_their_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        log = RequestLog()
+        for _ in range(3):
+            log.started()
+        log.ended("first", "POST", "/predict", 200, 0.001)
+        log.ended("second", "POST", "/predict", 422, 0.002)
+        assert request_lines(caplog) == []  # two lines wait: one request is left
+        await asyncio.sleep(0)  # the end of this turn of the event loop
+        assert request_lines(caplog) == [
+            ("first", "POST /predict 200 1.00ms"),
+            ("second", "POST /predict 422 2.00ms"),
+        ]
+        log.ended("third", "GET", "/model", 200, 0.003)  # the last in flight
+        assert request_lines(caplog)[2:] == [("third", "GET /model 200 3.00ms")]
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        asyncio.run(scenario())
 
 
 def test_observers_see_each_request_with_its_route_status_and_duration() -> None:
