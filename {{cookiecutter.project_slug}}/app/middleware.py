@@ -44,7 +44,6 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        self.request_log.started()
         this_request = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id.set(this_request)
         status = 0  # until the response starts
@@ -57,6 +56,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        self.request_log.started()
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
@@ -88,7 +88,7 @@ class RequestLog:
     that turn are written one after another; the last request in flight writes
     at once. A line written between two responses pushed the request path's
     code and data out of the processor's caches: writing them together answered
-    1.15x the requests per second of /predict (see benchmarks/README.md).
+    1.16x the requests per second of /predict (see benchmarks/README.md).
     """
 
     def __init__(self) -> None:
