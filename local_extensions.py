@@ -67,11 +67,19 @@ MARKDOWN_LINE_START = re.compile(r"^([0-9]{1,9}(?=[.)])|(?=-))")
 OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
     "include_docker": ("Dockerfile", ".dockerignore"),
     "include_github_actions": (".github",),
-    "include_metrics": ("app/metrics.py", "tests/test_metrics.py"),
+    "include_metrics": (
+        "app/metrics.py",
+        "app/prediction_metrics.py",
+        "tests/test_metrics.py",
+        "tests/test_prediction_metrics.py",
+    ),
     "include_kubernetes": ("deploy", "tests/test_deploy.py"),
 }
 # The license texts LICENSE is rendered from; no LICENSE at all for this one.
 LICENSE_TEXTS = "_licenses"
+# The files of each model_task, under _tasks/<task>/: the post-gen hook moves
+# the chosen task's into place, then removes the directory.
+TASK_FILES = "_tasks"
 NO_LICENSE = "Proprietary"
 
 
@@ -200,6 +208,7 @@ def pruned_paths(answers: Mapping[str, Any]) -> list[str]:
         if answers["license"] == NO_LICENSE:
             yield "LICENSE"
         yield LICENSE_TEXTS
+        yield TASK_FILES
 
     return list(paths())
 

@@ -15,6 +15,7 @@ from pathlib import Path
 ANSWERS = r"""{{ cookiecutter | tojson }}"""
 
 SET_ASIDE = ".cookiecutter-set-aside"  # as in pre_gen_project.py
+TASK_FILES = "_tasks"  # as in local_extensions.py
 NEXT_STEPS = """
 Created {project}. Next:
 
@@ -23,6 +24,16 @@ Created {project}. Next:
     poetry run pytest
     poetry run python -m app
 """
+
+
+def place_task_files(project: Path, task: str) -> None:
+    """Move the files of the model's task from _tasks/<task>/ to their places."""
+    source = project / TASK_FILES / task
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = project / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
 
 
 def prune(project: Path, paths: Iterable[str]) -> None:
@@ -54,6 +65,7 @@ def main() -> None:
     answers = json.loads(ANSWERS)
     project = Path.cwd()
     paths = json.loads(answers["__pruned_paths"])
+    place_task_files(project, answers["model_task"])
     prune(project, paths)
     put_back(project, paths)
     # cruft renders into temporary directories again on every update (it alone

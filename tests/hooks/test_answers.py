@@ -166,16 +166,19 @@ def test_pruned_paths_follow_the_options_and_license() -> None:
         *(path for paths in rules.OPTIONAL_PATHS.values() for path in paths),
         "LICENSE",
         "_licenses",
+        "_tasks",
     ]
     on = VALID_ANSWERS | dict.fromkeys(rules.OPTIONAL_PATHS, True)
-    assert rules.pruned_paths(on) == ["_licenses"]
+    assert rules.pruned_paths(on) == ["_licenses", "_tasks"]
 
 
-def test_optional_paths_exist_in_the_template() -> None:
+def test_optional_paths_exist_in_the_template_or_in_every_task() -> None:
     project = TEMPLATE / "{{cookiecutter.project_slug}}"
+    tasks = [project / rules.TASK_FILES / task for task in DEFAULTS["model_task"]]
     for paths in rules.OPTIONAL_PATHS.values():
         for path in paths:
-            assert (project / path).exists(), path
+            in_tasks = [(task / path).exists() for task in tasks]
+            assert (project / path).exists() or all(in_tasks), path
 
 
 def test_pruned_paths_filter_renders_json() -> None:

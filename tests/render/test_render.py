@@ -1,6 +1,7 @@
 """What the template renders, read without installing anything."""
 
 import json
+import re
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,6 +37,7 @@ DEFAULT_FILES = [
     "app/__init__.py",
     "app/__main__.py",
     "app/about.json",
+    "app/artifact.py",
     "app/batching.py",
     "app/config.py",
     "app/http_protocol.py",
@@ -47,11 +49,13 @@ DEFAULT_FILES = [
     "app/model.onnx",
     "app/model.py",
     "app/observers.py",
+    "app/prediction_metrics.py",
     "app/schemas.py",
     "app/train.py",
     "pyproject.toml",
     "tests/__init__.py",
     "tests/conftest.py",
+    "tests/test_artifact.py",
     "tests/test_batching.py",
     "tests/test_config.py",
     "tests/test_inference_protocol.py",
@@ -61,8 +65,15 @@ DEFAULT_FILES = [
     "tests/test_metrics.py",
     "tests/test_middleware.py",
     "tests/test_model.py",
+    "tests/test_prediction_metrics.py",
     "tests/test_train.py",
 ]
+# Words of each task that a render of the other must not carry.
+TASK_WORDS = {
+    "classification": r"iris|setosa|sepal|petal|probabilit|classif|\bclasses\b",
+    "regression": r"diabetes|regressor|\bregression\b|predicted_value|r²",
+}
+TASK_FILES = TEMPLATE / "{{cookiecutter.project_slug}}" / "_tasks"
 
 
 def test_default_render_has_exactly_the_expected_files(
@@ -70,6 +81,44 @@ def test_default_render_has_exactly_the_expected_files(
 ) -> None:
     assert default_project.path.name == "iris-classifier"
     assert default_project.files() == DEFAULT_FILES
+
+
+def test_each_task_renders_the_same_files(output_dir: Path) -> None:
+    project = bake(output_dir, model_task="regression")
+    assert project.files() == DEFAULT_FILES
+
+
+def test_each_task_has_the_same_files_and_none_beside_them() -> None:
+    """Each task's files are the same set, and no other file of the template
+    has their names: the task's file would replace it."""
+    tasks = [TASK_FILES / task for task in DEFAULTS["model_task"]]
+    names = [
+        sorted(path.relative_to(task) for path in task.rglob("*") if path.is_file())
+        for task in tasks
+    ]
+    assert all(found == names[0] for found in names), names
+    project = TEMPLATE / "{{cookiecutter.project_slug}}"
+    assert [name for name in names[0] if (project / name).exists()] == []
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_render_speaks_only_of_its_own_task(output_dir: Path, task: str) -> None:
+    project = bake(output_dir, model_task=task)
+    (other,) = set(TASK_WORDS) - {task}
+    found = [
+        f"{relative}: {line.strip()}"
+        for relative in project.text_files()
+        for line in project.read(relative).splitlines()
+        if re.search(TASK_WORDS[other], line, re.IGNORECASE)
+    ]
+    assert found == []
+
+
+def test_an_unknown_task_is_refused_with_nothing_made(output_dir: Path) -> None:
+    result = run_cli(output_dir, "model_task=clustering")
+    assert result.returncode != 0
+    assert "clustering" in result.stdout + result.stderr
+    assert list(output_dir.iterdir()) == []
 
 
 def test_default_render_leaves_no_template_residue(

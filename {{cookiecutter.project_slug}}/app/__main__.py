@@ -33,7 +33,11 @@ def main() -> None:
         sys.exit(EXIT_BAD_SETTINGS)
     try:
         # Fail fast, before binding the port, rather than serve errors.
-        loaded = model.load(settings.model_path, threads=settings.model_threads)
+        loaded = model.load(
+            settings.model_path,
+            threads=settings.model_threads,
+            max_bytes=settings.model_max_bytes,
+        )
     except model.ModelError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_MODEL)

@@ -7,6 +7,11 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+# Upper bounds that keep a typo from reaching a library as a number it cannot
+# take (ONNX Runtime's thread count is a 32-bit integer; asyncio's timers end
+# in an overflow long before 2**63 seconds).
+MAX_PROCESSES_OR_THREADS = 1024
+MAX_SECONDS = 24 * 60 * 60
 
 
 class Settings(BaseSettings):
@@ -18,20 +23,25 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, le=MAX_PROCESSES_OR_THREADS)
     log_level: LogLevel = "info"
     log_json: bool = False
     # The sample model, packaged beside this file.
     model_path: Path = Path(__file__).with_name("model.onnx")
     # ONNX Runtime's threads per worker; scale with workers or replicas instead.
-    model_threads: int = Field(default=1, ge=1)
+    model_threads: int = Field(default=1, ge=1, le=MAX_PROCESSES_OR_THREADS)
+    # The largest model artifact the service reads, in bytes: checked before
+    # the file is read, far above any tabular model (the sample is a few KB).
+    model_max_bytes: int = Field(default=1024**3, ge=1)
     max_batch_size: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Micro-batching of POST /predict: concurrent requests share one model run
     # of at most this many rows (1: each request runs the model on its own).
     batch_max_size: int = Field(default=64, ge=1)
     # The longest a request waits for others to join its batch.
-    batch_max_wait_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    batch_max_wait_ms: float = Field(
+        default=0.0, ge=0, le=MAX_SECONDS * 1000, allow_inf_nan=False
+    )
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers
@@ -44,7 +54,7 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=2048, ge=1)
     # Seconds an idle connection stays open after a response, and (with
     # httptools) the time a client has to send a whole request head.
-    timeout_keep_alive: int = Field(default=5, ge=1)
+    timeout_keep_alive: int = Field(default=5, ge=1, le=MAX_SECONDS)
     # Largest request line and headers, in bytes; larger heads get 431.
     max_head_bytes: int = Field(default=16 * 1024, ge=1024)
     # uvicorn's HTTP parser: httptools (the faster; see app/http_protocol.py) or
@@ -53,7 +63,7 @@ class Settings(BaseSettings):
     # After SIGTERM, in-flight requests get this long to finish; those still
     # running are then answered 503. Keep it below the stop timeout of whatever
     # runs the process.
-    timeout_graceful_shutdown: int = Field(default=20, ge=0)
+    timeout_graceful_shutdown: int = Field(default=20, ge=0, le=MAX_SECONDS)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -2,9 +2,9 @@
 
 Serving platforms (KServe, Seldon MLServer, NVIDIA Triton) and their clients
 (``tritonclient``, the ``kserve`` SDK) speak this protocol. The model takes one
-tensor, ``features`` (``[N, n_features]``, FP32 or FP64), and gives two:
-``label`` (BYTES, ``[N]``) and ``probabilities`` (FP32, ``[N, n_classes]``).
-Errors answer ``{"error": "..."}``, as the protocol asks: 400 for a malformed
+tensor, ``features`` (``[N, n_features]``, FP32 or FP64), and gives the tensors
+``Model.outputs`` declares, each with a first axis of N. Errors answer
+``{"error": "..."}``, as the protocol asks: 400 for a malformed
 request, 404 for an unknown model or version, 503 before the model is loaded.
 """
 
@@ -24,9 +24,6 @@ from app.observers import report_predictions
 from app.schemas import first_errors, refuse_many_unknown_fields, unparseable_body
 
 INPUT = "features"
-LABEL = "label"
-PROBABILITIES = "probabilities"
-OUTPUTS = (LABEL, PROBABILITIES)
 INPUT_DATATYPES = ("FP32", "FP64")
 # The protocol's name for a model run by ONNX Runtime.
 PLATFORM = "onnx_onnxv1"
@@ -63,7 +60,7 @@ class ProtocolRoute(APIRoute):
                         "binary tensor data is not supported: send the tensors"
                         " as JSON (with tritonclient, binary_data=False)",
                     )
-                return await handle(request)
+                return await handle(_as_json(request))
             except ProtocolError as error:
                 return _error(error.status_code, error.message)
             except RequestValidationError as error:
@@ -76,6 +73,21 @@ class ProtocolRoute(APIRoute):
                 return _error(error.status_code, unparseable_body(error))
 
         return handle_with_protocol_errors
+
+
+def _as_json(request: Request) -> Request:
+    """The request, its body read as JSON whatever Content-Type it declares.
+
+    The protocol's bodies are JSON: tritonclient sends them with no
+    Content-Type, and ``curl -d`` declares a form. A body that is not JSON
+    still gets a 400 that says so.
+    """
+    declared = request.headers.get("content-type")
+    if declared is None or declared.startswith("application/json"):
+        return request
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    return Request({**request.scope, "headers": headers}, request.receive)
 
 
 # Clients of the protocol, tritonclient among them, send JSON bodies without a
@@ -350,15 +362,17 @@ def _served_model(
 
 
 def _metadata(loaded: model.Model) -> ModelMetadata:
-    n_features, n_classes = len(loaded.feature_names), len(loaded.classes)
+    n_features = len(loaded.feature_names)
     return ModelMetadata(
         name=loaded.name,
         versions=[loaded.version],
         platform=PLATFORM,
         inputs=[TensorMetadata(name=INPUT, datatype="FP32", shape=[-1, n_features])],
         outputs=[
-            TensorMetadata(name=LABEL, datatype="BYTES", shape=[-1]),
-            TensorMetadata(name=PROBABILITIES, datatype="FP32", shape=[-1, n_classes]),
+            TensorMetadata(
+                name=name, datatype=tensor.datatype, shape=[-1, *tensor.shape]
+            )
+            for name, tensor in loaded.outputs.items()
         ],
     )
 
@@ -366,11 +380,21 @@ def _metadata(loaded: model.Model) -> ModelMetadata:
 def _infer(
     request: Request, body: InferenceRequest, loaded: model.Model
 ) -> InferenceResponse:
-    wanted = [output.name for output in body.outputs or ()] or list(OUTPUTS)
-    unknown = [name for name in wanted if name not in OUTPUTS]
+    outputs = loaded.outputs
+    wanted = [output.name for output in body.outputs or ()] or list(outputs)
+    unknown = [name for name in wanted if name not in outputs]
     if unknown:
         raise _bad_request(
-            f"unknown outputs {unknown}: the model gives {list(OUTPUTS)}"
+            f"unknown outputs {unknown[: len(outputs) + 1]}: the model gives"
+            f" {list(outputs)}"
+        )
+    # Each output at most once: a name repeated would repeat its tensor in the
+    # answer, which would then grow with the request rather than the rows.
+    repeated = [name for index, name in enumerate(wanted) if name in wanted[:index]]
+    if repeated:
+        raise _bad_request(
+            f"output {repeated[0]!r} is asked for more than once: ask for each of"
+            f" {list(outputs)} at most once"
         )
     if len(body.inputs) != 1 or body.inputs[0].name != INPUT:
         names = [tensor.name for tensor in body.inputs]
@@ -381,26 +405,21 @@ def _infer(
         _features(loaded.feature_names, row, index) for index, row in enumerate(rows)
     ]
     predictions = loaded.predict_batch(batch)
-    report_predictions(request, [p.label for p in predictions])
-    tensors = {
-        LABEL: ResponseOutput(
-            name=LABEL,
-            shape=[len(predictions)],
-            datatype="BYTES",
-            data=[p.label for p in predictions],
-        ),
-        PROBABILITIES: ResponseOutput(
-            name=PROBABILITIES,
-            shape=[len(predictions), len(loaded.classes)],
-            datatype="FP32",
-            data=[p.probabilities[c] for p in predictions for c in loaded.classes],
-        ),
-    }
+    report_predictions(request, predictions)
+    data = loaded.tensors(predictions)
     return InferenceResponse(
         model_name=loaded.name,
         model_version=loaded.version,
         id=body.id,
-        outputs=[tensors[name] for name in wanted],
+        outputs=[
+            ResponseOutput(
+                name=name,
+                shape=[len(predictions), *outputs[name].shape],
+                datatype=outputs[name].datatype,
+                data=data[name],
+            )
+            for name in wanted
+        ],
     )
 
 

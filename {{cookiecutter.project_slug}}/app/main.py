@@ -39,7 +39,6 @@ from app.schemas import (
     ErrorMessage,
     HealthStatus,
     Instance,
-    ModelInfo,
     first_errors,
     unparseable_body,
 )
@@ -71,7 +70,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model = loaded = loaded_model or model.load(
-            settings.model_path, threads=settings.model_threads
+            settings.model_path,
+            threads=settings.model_threads,
+            max_bytes=settings.model_max_bytes,
         )
         logger.info(
             "loaded model %s %s from %s",
@@ -242,14 +243,14 @@ async def _batch_within_limit(request: Request) -> None:
 # small (see benchmarks/README.md).
 @router.post("/predict", tags=["model"], responses=NOT_READY_OR_TOO_LARGE)
 async def predict(features: Instance, request: Request) -> model.Prediction:
-    """Predict the class of one instance."""
+    """Predict one instance."""
     batcher: Batcher | None = request.app.state.batcher
     if batcher is None:
         loaded = await get_model(request)
         prediction = loaded.predict(features)
     else:
         prediction = await _predict_in_batch(batcher, features)
-    report_predictions(request, [prediction.label])
+    report_predictions(request, [prediction])
     return prediction
 
 
@@ -262,22 +263,16 @@ async def predict(features: Instance, request: Request) -> model.Prediction:
 async def predict_batch(
     batch: BatchRequest, loaded: ModelDep, request: Request
 ) -> BatchResponse:
-    """Predict the classes of several instances."""
+    """Predict several instances."""
     predictions = loaded.predict_batch(batch.instances)
-    report_predictions(request, [p.label for p in predictions])
+    report_predictions(request, predictions)
     return BatchResponse(predictions=predictions)
 
 
 @router.get("/model", tags=["model"], responses=NOT_READY)
-async def describe_model(loaded: ModelDep) -> ModelInfo:
+async def describe_model(loaded: ModelDep) -> model.ModelInfo:
     """Metadata of the model being served."""
-    return ModelInfo(
-        name=loaded.name,
-        version=loaded.version,
-        feature_names=list(loaded.feature_names),
-        classes=list(loaded.classes),
-        training=loaded.training,
-    )
+    return loaded.info()
 
 
 @router.get("/health/live", tags=["health"])

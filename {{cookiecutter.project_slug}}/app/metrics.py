@@ -1,4 +1,6 @@
-"""Prometheus metrics at ``GET /metrics``: requests, latencies and predictions.
+"""Prometheus metrics at ``GET /metrics``: requests, latencies and batches.
+
+What the model predicts is recorded by ``app.prediction_metrics``.
 
 Each application gets its own registry, so tests can build many apps. With
 several worker processes each reports its own counts; run one worker per
@@ -19,6 +21,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from app.observers import Observers
+from app.prediction_metrics import PredictionMetrics
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
@@ -117,25 +120,6 @@ class RequestMetrics:
                 self.requests.labels(method, route, str(status)),
             )
         return self._series[key]
-
-
-class PredictionMetrics:
-    """Count predictions by predicted class (the model's classes, a bounded set)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.predictions = Counter(
-            "predictions",
-            "Predictions by predicted class.",
-            ["label"],
-            registry=registry,
-        )
-        self._per_label: dict[str, Counter] = {}
-
-    def __call__(self, labels: Sequence[str]) -> None:
-        for label in labels:
-            if label not in self._per_label:
-                self._per_label[label] = self.predictions.labels(label)
-            self._per_label[label].inc()
 
 
 def instrument(app: FastAPI) -> None:

@@ -13,12 +13,13 @@ from fastapi import Request
 from starlette.types import Scope
 
 from app.batching import BatchObserver
+from app.model import Prediction
 
 # Told of each finished HTTP request: its scope (with the matched route), its
 # status and its duration in seconds.
 RequestObserver = Callable[[Scope, int, float], None]
-# Told of the labels a request predicted, one per instance.
-PredictionObserver = Callable[[Sequence[str]], None]
+# Told of the predictions a request made, one per instance.
+PredictionObserver = Callable[[Sequence[Prediction]], None]
 
 
 @dataclass
@@ -30,8 +31,8 @@ class Observers:
     predictions: list[PredictionObserver] = field(default_factory=list)
 
 
-def report_predictions(request: Request, labels: Sequence[str]) -> None:
-    """Tell the application's observers which labels ``request`` predicted."""
+def report_predictions(request: Request, predictions: Sequence[Prediction]) -> None:
+    """Tell the application's observers what ``request`` predicted."""
     observers: Observers = request.app.state.observers
     for observe in observers.predictions:
-        observe(labels)
+        observe(predictions)

@@ -60,16 +60,6 @@ class BatchResponse(BaseModel):
     predictions: list[Prediction]
 
 
-class ModelInfo(BaseModel):
-    """What is being served and how it was trained."""
-
-    name: str
-    version: str
-    feature_names: list[str]
-    classes: list[str]
-    training: dict[str, Any]
-
-
 class HealthStatus(BaseModel):
     """The answer of the health probes."""
 

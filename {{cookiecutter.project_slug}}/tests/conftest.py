@@ -1,30 +1,47 @@
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app import model
+from app import artifact, model
 from app.config import Settings
 from app.main import create_app
 
 # The one place these tests learn what is served: the packaged model's feature
-# names, classes and example rows (one per class, picked by app.train from the
-# training data), so they hold for any model without edits.
+# names and example rows (picked by app.train from the training data), so they
+# hold for any model without edits.
 MODEL = model.load()
 FEATURE_NAMES = MODEL.feature_names
 FIRST, LAST = MODEL.examples[0], MODEL.examples[-1]
+
+
+def approximately(value: Any) -> Any:
+    """``value``, each number in it compared within what float32 rounding
+    allows: a model run of many rows may differ from a run of one in the last
+    digits."""
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-5, abs=1e-6)
+    if isinstance(value, dict):
+        return {key: approximately(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [approximately(item) for item in value]
+    return value
+
+
+def predicted(features: dict[str, float]) -> Any:
+    """The served model's answer for these features, as JSON, approximately."""
+    prediction = MODEL.predict(model.Features(**features))
+    return approximately(prediction.model_dump(mode="json"))
 
 
 def resigned_artifact(old: bytes, new: bytes) -> bytes:
     """The packaged artifact with ``old`` replaced by ``new`` and a checksum that
     fits again: a file that is intact but no longer what the service expects."""
     data = model.DEFAULT_MODEL_PATH.read_bytes()
-    digest = model.CHECKSUM_ENTRY.findall(data)[0]
-    unsigned = data.replace(digest, model.CHECKSUM_PLACEHOLDER.encode())
-    altered = unsigned.replace(old, new)
-    return altered.replace(
-        model.CHECKSUM_PLACEHOLDER.encode(), model.checksum(altered).encode()
-    )
+    digest = artifact.CHECKSUM_ENTRY.findall(data)[0]
+    unsigned = data.replace(digest, artifact.CHECKSUM_PLACEHOLDER.encode())
+    return artifact.sign(unsigned.replace(old, new))
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from app import DISTRIBUTION
 from app.config import Settings
 from app.main import create_app
 from app.model import Features
-from tests.conftest import FEATURE_NAMES, FIRST, LAST
+from tests.conftest import FEATURE_NAMES, FIRST, LAST, approximately
 from tests.conftest import MODEL as SERVED
 
 MODEL = SERVED.name
 VERSION = SERVED.version
 INFER = f"/v2/models/{MODEL}/infer"
-CLASSES = list(SERVED.classes)
-N_FEATURES, N_CLASSES = len(FEATURE_NAMES), len(CLASSES)
+N_FEATURES = len(FEATURE_NAMES)
 VALUES = list(FIRST.features.values())
 # Values just outside the bounds Features declares for its last field.
 BOUNDS = Features.model_json_schema()["properties"][FEATURE_NAMES[-1]]
@@ -33,10 +32,26 @@ def features(*instances: dict[str, float], datatype: str = "FP32") -> dict[str, 
     }
 
 
-def output(body: dict[str, Any], name: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = [t for t in body["outputs"] if t["name"] == name]
-    assert len(found) == 1, body
-    return found[0]
+def as_tensors(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Answers of /predict as the protocol's output tensors: one per field,
+    BYTES for text and FP32 for numbers, a mapping per instance as a row."""
+    tensors = []
+    for name, first in answers[0].items():
+        values = [answer[name] for answer in answers]
+        shape = [len(answers)]
+        if isinstance(first, dict):
+            values = [value for mapping in values for value in mapping.values()]
+            shape.append(len(first))
+        datatype = "BYTES" if isinstance(first, str) else "FP32"
+        tensors.append(
+            {"name": name, "shape": shape, "datatype": datatype, "data": values}
+        )
+    return tensors
+
+
+def predicted(client: TestClient, *instances: dict[str, float]) -> list[Any]:
+    """What /predict answers for each instance."""
+    return [client.post("/predict", json=instance).json() for instance in instances]
 
 
 def test_server_is_live(client: TestClient) -> None:
@@ -80,15 +95,16 @@ def test_server_metadata_names_the_server(client: TestClient, path: str) -> None
 def test_model_metadata_describes_the_tensors(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200, response.text
+    outputs = [
+        {"name": t["name"], "datatype": t["datatype"], "shape": [-1, *t["shape"][1:]]}
+        for t in as_tensors(predicted(client, FIRST.features))
+    ]
     assert response.json() == {
         "name": MODEL,
         "versions": [VERSION],
         "platform": "onnx_onnxv1",
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, N_FEATURES]}],
-        "outputs": [
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP32", "shape": [-1, N_CLASSES]},
-        ],
+        "outputs": outputs,
     }
 
 
@@ -127,31 +143,12 @@ def test_infer_gives_what_predict_gives(client: TestClient) -> None:
         INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
     )
     assert response.status_code == 200, response.text
-    expected = [
-        client.post("/predict", json=x).json() for x in (FIRST.features, LAST.features)
-    ]
+    expected = predicted(client, FIRST.features, LAST.features)
     body = response.json()
     assert body["model_name"] == MODEL
     assert body["model_version"] == VERSION
     assert "id" not in body
-    assert body["outputs"] == [
-        {
-            "name": "label",
-            "shape": [2],
-            "datatype": "BYTES",
-            "data": [p["label"] for p in expected],
-        },
-        {
-            "name": "probabilities",
-            "shape": [2, N_CLASSES],
-            "datatype": "FP32",
-            # One run of the model for a batch may round the last digits
-            # differently from a run per instance.
-            "data": pytest.approx(
-                [p["probabilities"][c] for p in expected for c in CLASSES], abs=1e-6
-            ),
-        },
-    ]
+    assert body["outputs"] == approximately(as_tensors(expected))
 
 
 def test_infer_takes_nested_data_and_fp64(client: TestClient) -> None:
@@ -168,20 +165,19 @@ def test_infer_takes_nested_data_and_fp64(client: TestClient) -> None:
 def test_infer_returns_the_request_id_and_only_the_outputs_asked(
     client: TestClient,
 ) -> None:
+    *_, last = as_tensors(predicted(client, LAST.features))
     response = client.post(
         f"/v2/models/{MODEL}/versions/{VERSION}/infer",
         json={
             "id": "request-7",
             "inputs": [features(LAST.features)],
-            "outputs": [{"name": "label"}],
+            "outputs": [{"name": last["name"]}],
         },
     )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == "request-7"
-    assert body["outputs"] == [
-        {"name": "label", "shape": [1], "datatype": "BYTES", "data": [LAST.label]}
-    ]
+    assert body["outputs"] == [approximately(last)]
 
 
 def test_infer_accepts_a_body_without_content_type(client: TestClient) -> None:
@@ -189,7 +185,29 @@ def test_infer_accepts_a_body_without_content_type(client: TestClient) -> None:
     response = client.post(INFER, content=content)
     assert "content-type" not in response.request.headers
     assert response.status_code == 200, response.text
-    assert output(response.json(), "label")["data"] == [FIRST.label]
+    expected = as_tensors(predicted(client, FIRST.features))
+    assert response.json()["outputs"] == approximately(expected)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain"]
+)
+def test_infer_reads_the_body_as_json_whatever_content_type_it_declares(
+    client: TestClient, content_type: str
+) -> None:
+    # curl's -d declares a form, as the README's example sends it.
+    content = json.dumps({"inputs": [features(FIRST.features)]}).encode()
+    response = client.post(
+        INFER, content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == 200, response.text
+    expected = as_tensors(predicted(client, FIRST.features))
+    assert response.json()["outputs"] == approximately(expected)
+    response = client.post(
+        INFER, content=b"a=1", headers={"content-type": content_type}
+    )
+    assert response.status_code == 400, response.text
+    assert "JSON" in response.json()["error"], response.text
 
 
 def tensor_with(**changes: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from opentelemetry import trace
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import FEATURE_NAMES, FIRST, LAST, MODEL
+from tests.conftest import FEATURE_NAMES, FIRST, LAST, MODEL, predicted
 
 # More unknown fields than are reported one by one.
 UNKNOWN = {f"unknown_{i}": 0 for i in range(20)}
@@ -38,18 +38,16 @@ def test_model_describes_what_is_served(client: TestClient) -> None:
     response = client.get("/model")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["name"] == MODEL.name
+    assert body == MODEL.info().model_dump(mode="json")
+    assert (body["name"], body["version"]) == (MODEL.name, MODEL.version)
     assert body["feature_names"] == list(FEATURE_NAMES)
-    assert body["classes"] == list(MODEL.classes)
     assert body["training"] == MODEL.training
 
 
 def test_predict_first_example(client: TestClient) -> None:
     response = client.post("/predict", json=FIRST.features)
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["label"] == FIRST.label
-    assert set(body["probabilities"]) == set(MODEL.classes)
+    assert response.json() == predicted(FIRST.features)
 
 
 def test_predict_batch_keeps_order(client: TestClient) -> None:
@@ -57,8 +55,9 @@ def test_predict_batch_keeps_order(client: TestClient) -> None:
         "/predict/batch", json={"instances": [FIRST.features, LAST.features]}
     )
     assert response.status_code == 200, response.text
-    labels = [p["label"] for p in response.json()["predictions"]]
-    assert labels == [FIRST.label, LAST.label]
+    assert response.json() == {
+        "predictions": [predicted(FIRST.features), predicted(LAST.features)]
+    }
 
 
 def test_predict_batch_over_limit_names_limit() -> None:

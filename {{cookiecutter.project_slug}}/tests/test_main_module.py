@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from app import __main__ as entry_point
 from app import model
-from tests.conftest import FEATURE_NAMES, FIRST, resigned_artifact
+from tests.conftest import FEATURE_NAMES, FIRST, predicted, resigned_artifact
 
 
 def free_port() -> int:
@@ -383,7 +383,7 @@ def test_sigterm_lets_in_flight_request_finish_then_exits_0(server: Server) -> N
         sock.sendall(body[10:])
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 200 OK"), response
-    assert json.loads(response.split("\r\n\r\n", 1)[1])["label"] == FIRST.label
+    assert json.loads(response.split("\r\n\r\n", 1)[1]) == predicted(FIRST.features)
     assert process.wait(timeout=15) == 0
     assert "Finished server process" in log.read_text()
 
@@ -394,7 +394,7 @@ def test_stalled_request_is_answered_503_at_the_shutdown_deadline(
     server: Server,
 ) -> None:
     process, port, log = server
-    with stalled_upload(port, b'{"sepal', 100) as sock:
+    with stalled_upload(port, b'{"', 100) as sock:
         process.send_signal(signal.SIGTERM)
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 503 Service Unavailable"), response

@@ -36,17 +36,6 @@ def test_metrics_time_requests_per_route(client: TestClient) -> None:
     assert sample(metrics, histogram, method="GET", route="/health/live") == 1
 
 
-def test_metrics_count_predictions_per_class(client: TestClient) -> None:
-    client.post("/predict", json=LAST.features)
-    client.post(
-        "/predict/batch",
-        json={"instances": [FIRST.features, LAST.features, LAST.features]},
-    )
-    metrics = client.get("/metrics").text
-    assert sample(metrics, "predictions_total", label=LAST.label) == 3
-    assert sample(metrics, "predictions_total", label=FIRST.label) == 1
-
-
 def test_metrics_group_unknown_paths_under_one_label(client: TestClient) -> None:
     client.get("/no/such/path/123")
     metrics = client.get("/metrics").text
@@ -71,7 +60,6 @@ def test_metrics_count_inference_protocol_requests_by_route(
     count = "http_requests_total"
     assert sample(metrics, count, method="POST", route=route, status="200") == 1
     assert sample(metrics, count, method="POST", route=route, status="404") == 1
-    assert sample(metrics, "predictions_total", label=LAST.label) == 1
 
 
 def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
