@@ -32,6 +32,20 @@ CHOICES = {
     if not key.startswith("_") and isinstance(value, bool | list)
 }
 PYTHONS = DEFAULTS["python_version"]
+TASKS = DEFAULTS["model_task"]
+
+
+def all_on(answers: dict[str, Any]) -> str:
+    """The label of the render with every option on, and these answers' Python
+    and task."""
+    return label(
+        {key: True for key, value in CHOICES.items() if value == [True, False]}
+        | {
+            "model_task": answers["model_task"],
+            "python_version": answers["python_version"],
+            "license": "MIT",
+        }
+    )
 
 
 def is_refused(answers: dict[str, Any]) -> bool:
@@ -96,7 +110,7 @@ def ruff_findings(renders: dict[str, BakedProject]) -> dict[Path, list[str]]:
     return findings
 
 
-def expected_files(all_on: list[str], answers: dict[str, Any]) -> list[str]:
+def expected_files(every_file: list[str], answers: dict[str, Any]) -> list[str]:
     pruned = [
         path
         for option, paths in rules.OPTIONAL_PATHS.items()
@@ -107,7 +121,7 @@ def expected_files(all_on: list[str], answers: dict[str, Any]) -> list[str]:
         pruned.append("LICENSE")
     return [
         file
-        for file in all_on
+        for file in every_file
         if not any(file == p or file.startswith(f"{p}/") for p in pruned)
     ]
 
@@ -128,13 +142,7 @@ def test_combination_renders_exactly_its_files_clean(
     answers: dict[str, Any],
 ) -> None:
     project = renders[label(answers)]
-    all_on = renders[
-        label(
-            dict.fromkeys(CHOICES, True)
-            | {"python_version": answers["python_version"], "license": "MIT"}
-        )
-    ].files()
-    assert project.files() == expected_files(all_on, answers)
+    assert project.files() == expected_files(renders[all_on(answers)].files(), answers)
     for relative in project.text_files():
         text = project.read(relative)
         assert not template_residue(text), relative
@@ -180,13 +188,15 @@ _environments: dict[str, Path] = {}
 
 
 def prepared_environment(version: str, tmp: Path, reference: BakedProject) -> Path:
-    """One virtualenv per Python version, with every option's dependencies."""
+    """One virtualenv per Python version, with every option's dependencies and
+    the train group, so that the parity and retraining tests run too."""
     if version not in _environments:
         env_dir = tmp / f"venv-{version}"
         subprocess.run([interpreter(version), "-m", "venv", env_dir], check=True)
         pyproject = reference.pyproject()
+        groups = pyproject["dependency-groups"]
         requirements = (
-            pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"]
+            pyproject["project"]["dependencies"] + groups["dev"] + groups["train"]
         )
         reference.run(
             env_dir / "bin" / "python", "-m", "pip", "install", "-q", *requirements
@@ -195,41 +205,45 @@ def prepared_environment(version: str, tmp: Path, reference: BakedProject) -> Pa
     return _environments[version]
 
 
-def suite_runs() -> list[tuple[str, str, bool]]:
-    """(interpreter, python_version answer, include_metrics) for each distinct code."""
+def suite_runs() -> list[tuple[str, str, str, bool]]:
+    """(interpreter, model_task, python_version answer, include_metrics) for each
+    distinct code."""
     runs = [
-        (version, version, metrics) for version in PYTHONS for metrics in (True, False)
+        (version, task, version, metrics)
+        for task in TASKS
+        for version in PYTHONS
+        for metrics in (True, False)
     ]
     # The default answer (the lowest version) must also pass on every newer Python.
-    runs += [(version, PYTHONS[0], True) for version in PYTHONS[1:]]
+    runs += [
+        (version, task, PYTHONS[0], True) for task in TASKS for version in PYTHONS[1:]
+    ]
     return runs
 
 
 @pytest.mark.parametrize(
-    ("python", "python_version", "metrics"),
+    ("python", "task", "python_version", "metrics"),
     suite_runs(),
-    ids=[f"python{p}-answer{v}-metrics={m}" for p, v, m in suite_runs()],
+    ids=[f"python{p}-{t}-answer{v}-metrics={m}" for p, t, v, m in suite_runs()],
 )
 def test_generated_suite_passes_for_each_distinct_code(
     renders: dict[str, BakedProject],
     tmp_path_factory: pytest.TempPathFactory,
     python: str,
+    task: str,
     python_version: str,
     metrics: bool,
 ) -> None:
     group = [
         project
         for key, project in renders.items()
-        if f"python_version={python_version}-" in key and f"metrics={metrics}-" in key
+        if f"model_task={task}-" in key
+        and f"python_version={python_version}-" in key
+        and f"metrics={metrics}-" in key
     ]
     identities = {code_identity(project) for project in group}
     assert len(identities) == 1, "combinations assumed identical differ in code"
-    reference = renders[
-        label(
-            dict.fromkeys(CHOICES, True)
-            | {"python_version": python_version, "license": "MIT"}
-        )
-    ]
+    reference = renders[all_on({"model_task": task, "python_version": python_version})]
     executable = prepared_environment(python, tmp_path_factory.getbasetemp(), reference)
     # The render with the Kubernetes tests, when the group has one: a superset.
     with_deploy = [member for member in group if member.has_file(KUBERNETES_TESTS)]
@@ -250,3 +264,4 @@ def test_generated_suite_passes_for_each_distinct_code(
     print(f"{version}: {len(group)} combinations share this run: {summary}")
     assert " passed" in summary, result.stdout
     assert "failed" not in summary, result.stdout
+    assert "skipped" not in summary, result.stdout  # the train group's tests ran
