@@ -265,6 +265,13 @@ def validate_written_paths(project: Path, paths: list[str]) -> None:
             )
 
 
+@functools.cache
+def validate_project_once(project: Path, paths: tuple[str, ...]) -> None:
+    """``validate_written_paths``, once per render rather than once per file:
+    what the render writes itself is never a link."""
+    validate_written_paths(project, list(paths))
+
+
 # The values cookiecutter.json derives from the answers and the templates and
 # hooks use; none is an answer. (``__validate`` is used nowhere: rendering it is
 # what checks the answers, whatever it holds.)
@@ -301,7 +308,7 @@ def check_answers(answers: Mapping[str, Any]) -> None:
         # pre-gen hook checks the same again from inside the project.
         if "_output_dir" in answers:
             project = Path(answers["_output_dir"], answers["project_slug"])
-            validate_written_paths(project, written_paths(answers))
+            validate_project_once(project, tuple(written_paths(answers)))
     except InvalidAnswerError as error:
         raise FailedHookException(f"ERROR: {error}") from None
 
