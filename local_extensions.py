@@ -1,11 +1,15 @@
 """The answers' rules and derived values, as Jinja filters for cookiecutter.json.
 
-Cookiecutter renders the ``__`` variables of cookiecutter.json after the prompts
-and before it creates anything, so ``__validate`` refuses a bad answer while
-nothing exists yet: not the project directory, not a parent of it, not the
-replay file. A refusal raises cookiecutter's ``FailedHookException`` with one
-``ERROR: '<value>' is not a valid <field>: <what would be>`` line, which the
-cookiecutter command prints before exiting 1.
+Every template cookiecutter renders with these filters checks the answers it is
+given before it renders (``CheckedTemplate``): the ``__`` variables of
+cookiecutter.json, rendered after the prompts and before anything is created,
+and the project directory's name, rendered right before cookiecutter creates it.
+No answer can turn that off: a ``__validate=`` or a derived value given on the
+command line or in a config file is checked like the rest, so a bad answer is
+refused while nothing exists yet: not the project directory, not a parent of
+it, not the replay file. A refusal raises cookiecutter's ``FailedHookException``
+with one ``ERROR: '<value>' is not a valid <field>: <what would be>`` line,
+which the cookiecutter command prints before exiting 1.
 
 Cookiecutter finds this module because it puts the template's root on
 ``sys.path`` while it renders (``_extensions`` in cookiecutter.json).
@@ -13,15 +17,17 @@ Cookiecutter finds this module because it puts the template's root on
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from cookiecutter.exceptions import FailedHookException
-from jinja2 import Environment
+from jinja2 import Environment, Template
 from jinja2.ext import Extension
 from slugify import slugify
 
@@ -81,6 +87,18 @@ LICENSE_TEXTS = "_licenses"
 # the chosen task's into place, then removes the directory.
 TASK_FILES = "_tasks"
 NO_LICENSE = "Proprietary"
+# The answers the rules read: once all are in, the answers can be checked.
+ANSWER_FIELDS = (
+    "model_task",
+    *FREE_TEXT_FIELDS,
+    "project_slug",
+    "author_email",
+    "version",
+    "license",
+    *OPTIONAL_PATHS,
+)
+# The generated project as the template holds it: the paths a render writes.
+PROJECT_TEMPLATE = Path(__file__).resolve().parent / "{{cookiecutter.project_slug}}"
 
 
 class InvalidAnswerError(ValueError):
@@ -165,15 +183,6 @@ def validate_answers(answers: Mapping[str, Any]) -> None:
     validate_options(answers)
 
 
-def refuse_invalid_answers(answers: Mapping[str, Any]) -> str:
-    """The ``validate_answers`` filter: nothing if the answers are valid."""
-    try:
-        validate_answers(answers)
-    except InvalidAnswerError as error:
-        raise FailedHookException(f"ERROR: {error}") from None
-    return ""
-
-
 def default_slug(project_name: str) -> str:
     """A valid project_slug for this name: its words, lower-case and hyphenated."""
     words = [word for word in slugify(project_name).split("-") if word]
@@ -217,8 +226,157 @@ def pruned_paths_json(answers: Mapping[str, Any]) -> str:
     return json.dumps(pruned_paths(answers))
 
 
+# The body of one /predict call for each model_task's sample model, in the
+# README's and the CI workflow's examples: the first value of its Features.
+EXAMPLE_BODIES = {
+    "classification": {
+        "sepal_length": 5.1,
+        "sepal_width": 3.5,
+        "petal_length": 1.4,
+        "petal_width": 0.2,
+    },
+    "regression": {
+        "age": 59.0,
+        "sex": 2.0,
+        "bmi": 32.1,
+        "blood_pressure": 101.0,
+        "total_cholesterol": 157.0,
+        "ldl": 93.2,
+        "hdl": 38.0,
+        "cholesterol_hdl_ratio": 4.0,
+        "log_triglycerides": 4.8598,
+        "blood_sugar": 87.0,
+    },
+}
+
+
+def example_body(model_task: str) -> str:
+    """The JSON body of a /predict call to this task's sample model."""
+    return json.dumps(EXAMPLE_BODIES[model_task])
+
+
+def license_expression(license_name: str) -> str:
+    """The SPDX license expression of pyproject.toml for this license answer."""
+    return "LicenseRef-Proprietary" if license_name == NO_LICENSE else license_name
+
+
+@functools.cache
+def template_paths() -> tuple[Path, ...]:
+    """Every path of the generated project in the template, parents first."""
+    return tuple(
+        sorted(
+            path.relative_to(PROJECT_TEMPLATE) for path in PROJECT_TEMPLATE.rglob("*")
+        )
+    )
+
+
+def written_paths(answers: Mapping[str, Any]) -> list[str]:
+    """The paths a render writes through: the template's, but those pruned.
+
+    The pre-gen hook sets aside whatever is at a pruned path before anything is
+    written, so a render never writes through what the user had there.
+    """
+    pruned = [Path(path) for path in pruned_paths(answers)]
+    return [
+        path.as_posix()
+        for path in template_paths()
+        if not any(path.is_relative_to(parent) for parent in pruned)
+    ]
+
+
+def written_paths_json(answers: Mapping[str, Any]) -> str:
+    return json.dumps(written_paths(answers))
+
+
+def validate_written_paths(project: Path, paths: list[str]) -> None:
+    """Refuse a symbolic link that would take the render's writes out of the project."""
+    root = project.resolve()
+    for relative in paths:
+        path = project / relative
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise InvalidAnswerError(
+                str(path),
+                "path to write the project's files to",
+                f"it is a symbolic link out of the project, to '{target}'; replace"
+                " it with a directory or file of the project's own, or render"
+                " elsewhere",
+            )
+
+
+@functools.cache
+def validate_project_once(project: Path, paths: tuple[str, ...]) -> None:
+    """``validate_written_paths``, once per render rather than once per file:
+    what the render writes itself is never a link."""
+    validate_written_paths(project, list(paths))
+
+
+# The values cookiecutter.json derives from the answers and the templates and
+# hooks use; none is an answer. (``__validate`` is used nowhere: rendering it is
+# what checks the answers, whatever it holds.)
+DERIVED: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "__image_tag": lambda answers: image_tag(answers["version"]),
+    "__license_expression": lambda answers: license_expression(answers["license"]),
+    "__pruned_paths": pruned_paths_json,
+    "__example_body": lambda answers: example_body(answers["model_task"]),
+}
+
+
+def validate_derived(answers: Mapping[str, Any]) -> None:
+    """Refuse a derived value that differs from what the answers derive."""
+    for name, derive in DERIVED.items():
+        if name in answers and answers[name] != derive(answers):
+            raise InvalidAnswerError(
+                str(answers[name]),
+                name,
+                "it is derived from the other answers: leave it out of the command"
+                " line and the config file",
+            )
+
+
+def check_answers(answers: Mapping[str, Any]) -> None:
+    """Refuse answers, derived values or an existing project a render must not use.
+
+    Does nothing while answers are still missing (cookiecutter is still asking).
+    """
+    if not all(field in answers for field in ANSWER_FIELDS):
+        return
+    try:
+        validate_answers(answers)
+        validate_derived(answers)
+        # Only cookiecutter says where the project goes (cruft does not): the
+        # pre-gen hook checks the same again from inside the project.
+        if "_output_dir" in answers:
+            project = Path(answers["_output_dir"], answers["project_slug"])
+            validate_project_once(project, tuple(written_paths(answers)))
+    except InvalidAnswerError as error:
+        raise FailedHookException(f"ERROR: {error}") from None
+
+
+def refuse_invalid_answers(answers: Mapping[str, Any]) -> str:
+    """The ``validate_answers`` filter: nothing if the answers are valid."""
+    check_answers(answers)
+    return ""
+
+
+class CheckedTemplate(Template):
+    """A template that checks the answers it is rendered with first.
+
+    Cookiecutter renders every template with the answers as ``cookiecutter``:
+    each value of cookiecutter.json, the project directory's name, each path
+    and file. None of these renders can be switched off by an answer.
+    """
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        answers = dict(*args, **kwargs).get("cookiecutter")
+        if isinstance(answers, Mapping):
+            check_answers(answers)
+        return super().render(*args, **kwargs)
+
+
 class AnswerFilters(Extension):
-    """Adds this module's filters to cookiecutter's Jinja environment."""
+    """Adds this module's filters to cookiecutter's Jinja environment, and makes
+    every template it renders check the answers (``CheckedTemplate``)."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -226,9 +384,13 @@ class AnswerFilters(Extension):
             validate_answers=refuse_invalid_answers,
             default_slug=default_slug,
             image_tag=image_tag,
+            license_expression=license_expression,
+            example_body=example_body,
             markdown_text=markdown_text,
             pruned_paths=pruned_paths_json,
+            written_paths=written_paths_json,
         )
+        environment.template_class = CheckedTemplate
         # cruft renders two commits of the template in one process when it
         # updates a project: forgetting this module makes each commit's render
         # import its own copy rather than the first one imported.

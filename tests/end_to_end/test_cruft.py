@@ -161,6 +161,60 @@ def test_cruft_create_refuses_an_invalid_answer_leaving_nothing(
     assert list(output_dir.iterdir()) == []
 
 
+def test_cruft_create_checks_answers_that_switch_the_check_off(
+    tmp_path: Path,
+) -> None:
+    template = template_repository(tmp_path / "template")
+    output_dir = tmp_path / "projects"
+    output_dir.mkdir()
+    result = cruft(
+        output_dir,
+        "create",
+        "--no-input",
+        "--default-config",
+        "--extra-context",
+        json.dumps({"__validate": "", "project_slug": "../escaped"}),
+        template,
+    )
+    assert result.returncode == 1
+    assert " ".join(result.stderr.split()).endswith(
+        "FailedHookException: ERROR: '../escaped' is not a valid project_slug:"
+        " use lower-case letters, digits and single hyphens, starting with a letter,"
+        " at most 63 characters (e.g. 'iris-classifier')"
+    ), result.stderr
+    assert list(output_dir.iterdir()) == []
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_cruft_create_over_a_link_out_of_the_project_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """cruft does not say where the project goes: the pre-gen hook refuses."""
+    template = template_repository(tmp_path / "template")
+    project = tmp_path / "projects" / "iris-classifier"
+    (project / "deploy").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project / "deploy" / "kubernetes").symlink_to(outside)
+    result = cruft(
+        project.parent,
+        "create",
+        "--no-input",
+        "--default-config",
+        "--overwrite-if-exists",
+        "--extra-context",
+        json.dumps({"include_kubernetes": "yes"}),
+        template,
+    )
+    assert result.returncode == 1
+    assert (
+        f"ERROR: '{project}/deploy/kubernetes' is not a valid path to write the"
+        " project's files to: it is a symbolic link out of the project"
+    ) in result.stdout + result.stderr
+    assert list(outside.iterdir()) == []
+    assert [path.name for path in project.iterdir()] == ["deploy"]
+
+
 def change_template(template: Path) -> str:
     """Commit a change a user would see: a README line and a new file."""
     readme = template / TEMPLATE_DIR / "README.md"

@@ -2,14 +2,18 @@
 values and the paths to prune, before anything is written."""
 
 import json
+from pathlib import Path
 
 import pytest
+from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
 from tests.harness import DEFAULTS, TEMPLATE
 
 VALID_ANSWERS = {key: value for key, value in DEFAULTS.items() if key[0] != "_"} | {
+    "model_task": "classification",
+    "project_name": "Iris Classifier",
     "project_slug": "iris-classifier",
     "python_version": "3.11",
     "license": "MIT",
@@ -184,3 +188,79 @@ def test_optional_paths_exist_in_the_template_or_in_every_task() -> None:
 def test_pruned_paths_filter_renders_json() -> None:
     answers = VALID_ANSWERS | {"include_docker": False}
     assert json.loads(rules.pruned_paths_json(answers)) == rules.pruned_paths(answers)
+
+
+def test_license_expression_marks_proprietary_as_a_license_ref() -> None:
+    assert rules.license_expression("MIT") == "MIT"
+    assert rules.license_expression("Proprietary") == "LicenseRef-Proprietary"
+
+
+DERIVED_ANSWERS = VALID_ANSWERS | {
+    "__image_tag": "0.1.0",
+    "__license_expression": "MIT",
+    "__pruned_paths": rules.pruned_paths_json(VALID_ANSWERS),
+}
+
+
+def test_check_answers_accepts_derived_values_as_derived() -> None:
+    rules.check_answers(DERIVED_ANSWERS)
+
+
+@pytest.mark.parametrize("name", list(rules.DERIVED))
+def test_check_answers_refuses_a_derived_value_set_from_outside(name: str) -> None:
+    with pytest.raises(FailedHookException) as raised:
+        rules.check_answers(DERIVED_ANSWERS | {name: "[]"})
+    assert str(raised.value) == (
+        f"ERROR: '[]' is not a valid {name}: it is derived from the other answers:"
+        " leave it out of the command line and the config file"
+    )
+
+
+def test_check_answers_waits_for_every_answer() -> None:
+    """While cookiecutter still asks, the answers so far are not refused."""
+    asked = {key: value for key, value in VALID_ANSWERS.items() if key != "license"}
+    rules.check_answers(asked | {"project_slug": "../escaped"})
+
+
+def test_every_render_checks_the_answers_first() -> None:
+    extensions = json.loads((TEMPLATE / "cookiecutter.json").read_text())["_extensions"]
+    environment = StrictEnvironment(
+        context={"cookiecutter": {"_extensions": extensions}}
+    )
+    template = environment.from_string("no variable here")
+    assert template.render(cookiecutter=VALID_ANSWERS) == "no variable here"
+    with pytest.raises(FailedHookException, match="is not a valid project_slug"):
+        template.render(cookiecutter=VALID_ANSWERS | {"project_slug": "../escaped"})
+
+
+def test_written_paths_are_the_templates_but_the_pruned() -> None:
+    answers = VALID_ANSWERS | {"include_kubernetes": False}
+    written = rules.written_paths(answers)
+    assert {"app", "app/main.py", "pyproject.toml", "LICENSE"} <= set(written)
+    assert not [path for path in written if path.startswith(("deploy", "_licenses"))]
+    kubernetes = rules.written_paths(answers | {"include_kubernetes": True})
+    assert "deploy/kubernetes/kustomization.yaml" in kubernetes
+
+
+def test_validate_written_paths_refuses_a_link_out_of_the_project(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    (project / "deploy").mkdir(parents=True)
+    (project / "deploy/kubernetes").symlink_to(tmp_path)
+    rules.validate_written_paths(project, ["app", "deploy"])
+    with pytest.raises(rules.InvalidAnswerError) as raised:
+        rules.validate_written_paths(project, ["deploy/kubernetes/service.yaml"])
+    assert str(raised.value).startswith(
+        f"'{project}/deploy/kubernetes/service.yaml' is not a valid path to write"
+        f" the project's files to: it is a symbolic link out of the project, to"
+        f" '{tmp_path}/service.yaml'"
+    )
+
+
+def test_validate_written_paths_accepts_a_link_inside_the_project(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "deploy").symlink_to(tmp_path / "infra")
+    rules.validate_written_paths(tmp_path, ["deploy", "deploy/kubernetes"])

@@ -77,6 +77,29 @@ def test_set_aside_refuses_a_leftover_store(tmp_path: Path) -> None:
         pre_gen.set_aside(tmp_path, [])
 
 
+def test_refuse_links_out_refuses_a_link_that_leaves_the_project(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    (project / "deploy").mkdir(parents=True)
+    (project / "deploy" / "kubernetes").symlink_to(tmp_path)
+    pre_gen.refuse_links_out(project, ["app", "deploy"])
+    with pytest.raises(pre_gen.LinkOutError) as raised:
+        pre_gen.refuse_links_out(project, ["deploy", "deploy/kubernetes"])
+    assert str(raised.value) == (
+        f"ERROR: '{project}/deploy/kubernetes' is not a valid path to write the"
+        f" project's files to: it is a symbolic link out of the project, to"
+        f" '{tmp_path}'; replace it with a directory or file of the project's own,"
+        " or render elsewhere"
+    )
+
+
+def test_refuse_links_out_accepts_a_link_inside_the_project(tmp_path: Path) -> None:
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "deploy").symlink_to(tmp_path / "infra")
+    pre_gen.refuse_links_out(tmp_path, ["deploy", "deploy/kubernetes"])
+
+
 def test_prune_then_put_back_keeps_only_the_users_files(tmp_path: Path) -> None:
     write(tmp_path, USER_FILES)
     paths = ["Dockerfile", "deploy", ".github", "tests/test_deploy.py", "LICENSE"]

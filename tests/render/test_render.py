@@ -70,7 +70,7 @@ DEFAULT_FILES = [
 ]
 # Words of each task that a render of the other must not carry.
 TASK_WORDS = {
-    "classification": r"iris|setosa|sepal|petal|probabilit|classif|\bclasses\b",
+    "classification": r"iris|setosa|sepal|petal|probabilit|classif(?!iers)|\bclasses\b",
     "regression": r"diabetes|regressor|predicted_value|r²",
 }
 TASK_FILES = TEMPLATE / "{{cookiecutter.project_slug}}" / "_tasks"
