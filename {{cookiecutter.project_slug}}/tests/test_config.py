@@ -69,3 +69,23 @@ def test_invalid_settings_are_described_one_line_each(
         "ERROR: 'loud' is not a valid APP_LOG_LEVEL: input should be 'critical',"
         " 'error', 'warning', 'info', 'debug' or 'trace'",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # ONNX Runtime takes a 32-bit thread count, asyncio's timers overflow.
+        ("APP_MODEL_THREADS", str(2**31)),
+        ("APP_WORKERS", str(2**31)),
+        ("APP_TIMEOUT_KEEP_ALIVE", str(10**12)),
+        ("APP_TIMEOUT_GRACEFUL_SHUTDOWN", str(10**12)),
+        ("APP_BATCH_MAX_WAIT_MS", "1e15"),
+        ("APP_MODEL_MAX_BYTES", "0"),
+    ],
+)
+def test_settings_reject_values_no_library_could_take(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("APP_").lower()):
+        Settings(_env_file=None)

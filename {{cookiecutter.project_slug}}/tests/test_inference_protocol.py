@@ -235,6 +235,14 @@ MALFORMED = {
         {"inputs": [features(FIRST.features)], "outputs": [{"name": "logits"}]},
         "unknown outputs ['logits']",
     ),
+    # A name asked for twice would repeat its tensor in the answer.
+    "repeated-output": (
+        {
+            "inputs": [features(FIRST.features)],
+            "outputs": [{"name": name} for name in [*SERVED.outputs] * 2],
+        },
+        "is asked for more than once",
+    ),
     "datatype": (tensor_with(datatype="INT64"), "datatype 'INT64'"),
     "shape-rank": (
         tensor_with(shape=[N_FEATURES]),
