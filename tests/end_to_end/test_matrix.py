@@ -38,14 +38,10 @@ TASKS = DEFAULTS["model_task"]
 def all_on(answers: dict[str, Any]) -> str:
     """The label of the render with every option on, and these answers' Python
     and task."""
-    return label(
-        {key: True for key, value in CHOICES.items() if value == [True, False]}
-        | {
-            "model_task": answers["model_task"],
-            "python_version": answers["python_version"],
-            "license": "MIT",
-        }
-    )
+    chosen = {"license": "MIT"} | {
+        key: answers[key] for key in ("model_task", "python_version")
+    }
+    return label({key: chosen.get(key, True) for key, value in CHOICES.items()})
 
 
 def is_refused(answers: dict[str, Any]) -> bool:
