@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     # Largest request line and headers, in bytes; larger heads get 431.
     max_head_bytes: int = Field(default=16 * 1024, ge=1024)
     # uvicorn's HTTP parser: httptools (the faster; see app/http_protocol.py) or
-    # h11 (pure Python; it enforces max_head_bytes, but has no head deadline).
+    # h11 (pure Python; it enforces max_head_bytes only on heads that are still
+    # incomplete, and has no head deadline).
     http: Literal["httptools", "h11"] = "httptools"
     # After SIGTERM, in-flight requests get this long to finish; those still
     # running are then answered 503. Keep it below the stop timeout of whatever
