@@ -4,10 +4,10 @@ uvicorn's keep-alive timeout only runs between requests, and httptools reads a
 request head of any size: a client that sends a head a byte at a time, or one
 that never ends, would hold a connection forever or grow memory without bound.
 Here a connection must send a complete head within ``timeout_keep_alive``
-seconds of opening, or of the first byte of a later request, and the head must
-fit in ``h11_max_incomplete_event_size`` bytes (the limit uvicorn's h11 parser
-applies to the same thing), however its bytes arrive. Otherwise the answer is
-408 or 431, and the connection is closed.
+seconds of opening, or of the first byte after the previous request, and the
+head must fit in ``h11_max_incomplete_event_size`` bytes (the limit uvicorn's
+h11 parser applies to the same thing), however its bytes arrive. Otherwise the
+answer is 408 or 431, and the connection is closed.
 """
 
 import asyncio
@@ -45,6 +45,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         # Bytes of the head being read, in the pieces before the current one;
         # None: not reading a head.
         self.head_bytes: int | None = None
+        self.reading_body = False
         # The answer that refuses the request being read, once it is decided.
         self.refusal: bytes | None = None
         self.piece_bytes = 0  # length of the piece being parsed
@@ -62,6 +63,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.refusal is not None:
             return  # the rest of a refused request
+        if self.deadline is None and not self.reading_body:
+            # The first byte after a request starts the next one's head, even
+            # the empty lines that the parser skips without a callback.
+            self._arm(self.timeout_keep_alive)
         # httptools says that a head began or ended, not where in the data. A
         # head ends only just after a HEAD_END, so fed the data a piece at a
         # time, each up to and including one, a head ends at the end of a
@@ -96,6 +101,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(HEAD_TOO_LARGE)
             return
         super().on_headers_complete()
+        self.reading_body = True
 
     def on_body(self, body: bytes) -> None:
         self.piece_body_bytes += len(body)
@@ -104,6 +110,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self.refusal is not None:
             return  # a head refused as too large: the app never saw it
+        self.reading_body = False
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

@@ -3,10 +3,12 @@
 The tests that start servers are marked ``slow``: ``pytest -m slow`` runs them.
 """
 
+import contextlib
 import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -298,6 +300,28 @@ def test_connection_without_a_whole_head_in_time_gets_408(
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
+def test_connection_sending_only_empty_lines_after_a_request_gets_408(
+    shared_server: Server,
+) -> None:
+    _, port, _ = shared_server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/health/live")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    assert connection.sock is not None
+    with connection.sock as sock:
+        # The parser skips empty lines before a request: they start its head.
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < 5 and not readable(sock):
+                sock.sendall(b"\r\n")
+                time.sleep(0.1)
+        answer = read_to_end(sock)
+    assert answer.startswith("HTTP/1.1 408 "), answer
+
+
 HEAD_OVER_4_KIB = b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512
 
 
@@ -497,6 +521,11 @@ def stalled_upload(port: int, sent: bytes, length: int) -> Iterator[socket.socke
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
         time.sleep(0.2)
         yield sock
+
+
+def readable(sock: socket.socket) -> bool:
+    """Whether the server has sent something, or closed the connection."""
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def read_to_end(sock: socket.socket) -> str:
