@@ -1,13 +1,22 @@
-"""uvicorn's httptools protocol, with the limits on request heads it lacks.
+"""uvicorn's httptools protocol, with the limits on requests it lacks.
 
-uvicorn's keep-alive timeout only runs between requests, and httptools reads a
-request head of any size: a client that sends a head a byte at a time, or one
-that never ends, would hold a connection forever or grow memory without bound.
-Here a connection must send a complete head within ``timeout_keep_alive``
-seconds of opening, or of the first byte after the previous request, and the
-head must fit in ``h11_max_incomplete_event_size`` bytes (the limit uvicorn's
-h11 parser applies to the same thing), however its bytes arrive. Otherwise the
-answer is 408 or 431, and the connection is closed.
+uvicorn's keep-alive timeout only runs between requests, httptools reads a
+request head of any size, and nothing ends a body that is never finished: a
+client that sends a head or a body a byte at a time would hold a connection
+(and, for a body, a request slot of ``limit_concurrency``) forever, and a head
+that never ends would grow memory without bound. Here:
+
+- a connection must send a complete head within ``timeout_keep_alive`` seconds
+  of opening, or of the first byte after the previous request; otherwise 408;
+- the head must fit in ``h11_max_incomplete_event_size`` bytes (the limit
+  uvicorn's h11 parser applies to the same thing), however its bytes arrive;
+  otherwise 431;
+- the whole body must arrive within ``timeout_body`` seconds of the end of the
+  head; otherwise 408, or only the close if the app has begun to answer.
+
+Each refusal closes the connection. uvicorn then tells the app the client has
+gone (``receive()`` returns ``http.disconnect``), as it does when a client
+leaves, so the request ends and frees its slot.
 """
 
 import asyncio
@@ -29,8 +38,12 @@ HEAD_TOO_LARGE = (
 HEAD_END = b"\r\n\r\n"
 
 
-class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools, with a deadline and a size limit for each request head."""
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools, with deadlines for request heads and bodies, and a head size limit.
+
+    Pass ``timeout_body`` with ``functools.partial``: uvicorn builds one
+    protocol per connection from its own settings only.
+    """
 
     def __init__(
         self,
@@ -38,10 +51,13 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         server_state: ServerState,
         app_state: dict[str, object],
         _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        timeout_body: float = 10,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.max_head_bytes = config.h11_max_incomplete_event_size or 16 * 1024
-        self.deadline: asyncio.TimerHandle | None = None  # for a head
+        self.timeout_body = timeout_body
+        self.deadline: asyncio.TimerHandle | None = None  # for a head or a body
         # Bytes of the head being read, in the pieces before the current one;
         # None: not reading a head.
         self.head_bytes: int | None = None
@@ -85,6 +101,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
                 if self.head_bytes > self.max_head_bytes:
                     self._refuse(HEAD_TOO_LARGE)
                     return
+        self._arm_body_deadline()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -111,12 +128,16 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.refusal is not None:
             return  # a head refused as too large: the app never saw it
         self.reading_body = False
+        self._disarm()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.refusal is not None:
             self._refuse(self.refusal)  # if that was the last answer due
+        else:
+            # A pipelined request whose body is still to come may have started.
+            self._arm_body_deadline()
 
     def _pieces(self, data: bytes) -> Iterator[bytes]:
         """``data``, cut just after each HEAD_END, one begun in the last read too."""
@@ -137,6 +158,12 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         """Whether uvicorn has closed the connection, or given it to a WebSocket."""
         return self.transport.is_closing() or self.transport.get_protocol() is not self
 
+    def _arm_body_deadline(self) -> None:
+        # Only for the request being served: one queued behind another
+        # (pipelined) cannot be read until its turn, when this runs again.
+        if self.reading_body and self.deadline is None and not self.pipeline:
+            self._arm(self.timeout_body)
+
     def _arm(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._time_out)
 
@@ -147,7 +174,14 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _time_out(self) -> None:
         self.deadline = None
-        self._refuse(REQUEST_TIMEOUT)
+        if not self.reading_body:
+            self._refuse(REQUEST_TIMEOUT)
+        elif self.cycle.response_started:
+            # Too late for a 408: the app has begun to answer, or has answered
+            # and the client is still sending a body the app did not read.
+            self.transport.close()
+        else:
+            self._answer_and_close(REQUEST_TIMEOUT)  # instead of the app
 
     def _refuse(self, response: bytes) -> None:
         """Refuse the request being read: answer and close, after the answers due.

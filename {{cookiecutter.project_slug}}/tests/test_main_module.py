@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,6 +93,7 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
 HEAD_LIMIT = 4096
 SHARED_SETTINGS = {
     "timeout_keep_alive": "1",
+    "timeout_body": "1",
     "max_head_bytes": str(HEAD_LIMIT),
 }
 
@@ -415,6 +417,42 @@ def test_request_head_that_never_ends_is_refused_by_h11(server: Server) -> None:
         sock.sendall(HEAD_OVER_4_KIB)
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 400 "), response  # uvicorn's h11 answer
+
+
+def start_of_a_body(port: int) -> socket.socket:
+    """A connection whose POST /predict has sent its head and one body byte."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n{" % len(PREDICT)
+    )
+    return sock
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "server",
+    [{"timeout_body": "1", "limit_concurrency": "4"}],
+    indirect=True,
+)
+def test_body_not_sent_in_time_gets_408_and_frees_its_request_slot(
+    server: Server,
+) -> None:
+    _, port, log = server
+    live = f"http://127.0.0.1:{port}/health/live"
+    # Connections count towards the limit too: with these, it is reached.
+    slow = [start_of_a_body(port) for _ in range(3)]
+    with pytest.raises(urllib.error.HTTPError, match="503"):
+        urllib.request.urlopen(live)
+    started = time.monotonic()
+    responses = [read_to_end(sock) for sock in slow]
+    assert time.monotonic() - started < 5
+    for sock in slow:
+        sock.close()
+    assert all(r.startswith("HTTP/1.1 408 ") for r in responses), responses
+    with urllib.request.urlopen(live) as response:
+        assert response.status == 200
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 @pytest.mark.slow
