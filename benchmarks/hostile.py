@@ -17,6 +17,12 @@ otherwise, and prints one Markdown table:
   few seconds, never finishing it; meanwhile a normal client asks
   ``/health/live`` on a new connection every 50 ms. Its failures and latency
   percentiles, and how many attackers the server had closed by the end.
+- slow bodies: the same, but each attacker sends a whole head announcing a
+  1,000-byte body, then the body a byte at a time, every few seconds.
+- heads in one write: a request head of each size, sent whole in one write;
+  the status it gets (431 above the limit, 16 KiB by default).
+- pipelined: 500 ``GET /health/live`` and the start of one more in one write,
+  the rest of that one in a second write; how many answers of each status.
 - unterminated heads: connections send header lines that never end; how much the
   server reads and how much its memory grows, with each HTTP parser.
 
@@ -26,10 +32,12 @@ Linux only: it reads /proc. Figures go to benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import itertools
 import json
 import os
+import re
 import resource
 import socket
 import statistics
@@ -232,12 +240,20 @@ def measure_bodies(project: Path, logs: Path) -> list[list[str]]:
 # --- slow clients -------------------------------------------------------------
 
 
-def slow_loris(port: int, count: int) -> list[socket.socket]:
-    """``count`` connections, each with the start of a request head."""
+# What each attacker sends at once; it then sends a byte every few seconds.
+SLOW_HEAD = b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Slow: "
+SLOW_BODY = (
+    b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 1000\r\n\r\n{"
+)
+
+
+def slow_loris(port: int, count: int, start: bytes = SLOW_HEAD) -> list[socket.socket]:
+    """``count`` connections, each with the ``start`` of a request."""
     attackers = []
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+        sock.sendall(start)
         sock.setblocking(False)
         attackers.append(sock)
     return attackers
@@ -264,14 +280,21 @@ def dribble(attackers: list[socket.socket]) -> int:
 
 
 def measure_slow_clients(
-    project: Path, logs: Path, counts: Sequence[int], seconds: float
+    project: Path,
+    logs: Path,
+    counts: Sequence[int],
+    seconds: float,
+    start: bytes = SLOW_HEAD,
+    open_files: int = 1024,
 ) -> list[list[str]]:
     rows = []
     for server, count in itertools.product(("defaults", PLAIN_UVICORN), counts):
-        log = logs / f"slow-{count}-{server.split()[0]}.log"
+        method = start.split()[0].decode().lower()
+        log = logs / f"slow-{method}-{count}-{server.split()[0]}.log"
         plain = server == PLAIN_UVICORN
-        with serving_service(project, log, open_files=1024, plain=plain) as (pid, port):
-            attackers = slow_loris(port, count)
+        service = serving_service(project, log, open_files=open_files, plain=plain)
+        with service as (pid, port):
+            attackers = slow_loris(port, count, start)
             latencies: list[float] = []
             failures = 0
             closed = 0
@@ -286,7 +309,7 @@ def measure_slow_clients(
                     last_dribble = time.monotonic()
                 time.sleep(0.05)
             closed = dribble(attackers)
-            open_files = len(os.listdir(f"/proc/{pid}/fd"))
+            server_fds = len(os.listdir(f"/proc/{pid}/fd"))
             rss = memory_mib(pid, "VmRSS")
             for sock in attackers:
                 sock.close()
@@ -299,7 +322,7 @@ def measure_slow_clients(
                 f"{percentile(latencies, 50) * 1000:.1f}",
                 f"{percentile(latencies, 99) * 1000:.1f}",
                 f"{closed:,}",
-                f"{open_files:,}",
+                f"{server_fds:,}",
                 f"{rss:.0f}",
             ]
         )
@@ -346,6 +369,69 @@ def measure_unterminated_heads(
     return rows
 
 
+# --- heads in one write, pipelined requests ----------------------------------
+
+
+# The servers these tables compare: the service with each parser, plain uvicorn.
+PARSERS = {"APP_HTTP=httptools": "httptools", "APP_HTTP=h11": "h11"}
+
+
+def exchange(port: int, *writes: bytes) -> list[str]:
+    """Send each write on one connection; the statuses of the answers, in order."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for data in writes:
+            sock.sendall(data)
+            time.sleep(0.01)  # a read of its own
+        sock.settimeout(2)  # once answered, a kept-alive connection goes quiet
+        received = b""
+        reset = False
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+        except ConnectionResetError:  # closed with bytes of ours still unread
+            reset = True
+    statuses = re.findall(r"HTTP/1\.1 (\d{3}) ", received.decode(errors="replace"))
+    return statuses + ["reset"] * (reset and not statuses)
+
+
+def head_of(size: int) -> bytes:
+    start = b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Padding: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+def measure_heads_in_one_write(
+    project: Path, logs: Path, sizes: Sequence[int]
+) -> list[list[str]]:
+    rows = []
+    for server in (*PARSERS, PLAIN_UVICORN):
+        log = logs / f"one-write-{server.split()[0]}.log"
+        plain = server == PLAIN_UVICORN
+        settings = {} if plain else {"APP_HTTP": PARSERS[server]}
+        with serving_service(project, log, settings, plain=plain) as (_, port):
+            statuses = [",".join(exchange(port, head_of(size))) for size in sizes]
+        rows.append([server, *statuses])
+    return rows
+
+
+def measure_pipelined(project: Path, logs: Path, count: int) -> list[list[str]]:
+    rows = []
+    request = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+    last = request[:-2] + b"Connection: close\r\n\r\n"
+    for server in (*PARSERS, PLAIN_UVICORN):
+        log = logs / f"pipelined-{server.split()[0]}.log"
+        plain = server == PLAIN_UVICORN
+        settings = {} if plain else {"APP_HTTP": PARSERS[server]}
+        with serving_service(project, log, settings, plain=plain) as (_, port):
+            statuses = exchange(port, request * count + last[:20], last[20:])
+        counted = sorted(collections.Counter(statuses).items())
+        answers = ", ".join(f"{n:,} x {status}" for status, n in counted)
+        rows.append([server, f"{count:,} + 1", answers or "none"])
+    return rows
+
+
 # --- report -------------------------------------------------------------------
 
 
@@ -355,6 +441,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+SECTIONS = ("bodies", "slow", "slow-bodies", "heads", "one-write", "pipelined")
+HEAD_SIZES = (16 * 1024, 16 * 1024 + 1, 17_000, 65_536, 131_072)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -362,8 +452,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sections",
-        default="bodies,slow,heads",
-        help="comma-separated: bodies, slow, heads (default: all)",
+        default=",".join(SECTIONS),
+        help=f"comma-separated: {', '.join(SECTIONS)} (default: all)",
     )
     parser.add_argument(
         "--slow-clients",
@@ -371,7 +461,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="attacking connections per row (default: 1000,1100)",
     )
     parser.add_argument(
+        "--slow-bodies",
+        default="1000,2047",
+        help="attacking connections per slow-body row (default: 1000,2047)",
+    )
+    parser.add_argument(
         "--seconds", type=float, default=30, help="length of each slow-client row"
+    )
+    parser.add_argument(
+        "--open-files",
+        type=int,
+        default=1024,
+        help="the server's open-file limit in the slow-body rows (default: 1024)",
     )
     parser.add_argument(
         "--head-connections", type=int, default=2, help="unterminated heads at once"
@@ -410,6 +511,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                   "p99 ms", "attackers closed", "server fds", "RSS MiB"]  # fmt: skip
         rows = measure_slow_clients(project, logs, counts, options.seconds)
         print(table(header, rows), flush=True)
+    if "slow-bodies" in sections:
+        print(f"\n## Slow bodies, server at ulimit -n {options.open_files}\n")
+        counts = [int(count) for count in options.slow_bodies.split(",")]
+        header = ["server", "attackers", "normal requests", "failed", "p50 ms",
+                  "p99 ms", "attackers closed", "server fds", "RSS MiB"]  # fmt: skip
+        rows = measure_slow_clients(
+            project, logs, counts, options.seconds, SLOW_BODY, options.open_files
+        )
+        print(table(header, rows), flush=True)
     if "heads" in sections:
         print("\n## Unterminated request heads\n")
         header = ["server", "heads", "MiB sent", "closed by server",
@@ -418,6 +528,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             project, logs, options.head_connections, options.head_mib
         )
         print(table(header, rows), flush=True)
+    if "one-write" in sections:
+        print("\n## Request heads sent whole in one write\n")
+        header = ["server", *(f"{size:,} bytes" for size in HEAD_SIZES)]
+        print(table(header, measure_heads_in_one_write(project, logs, HEAD_SIZES)))
+    if "pipelined" in sections:
+        print("\n## Pipelined requests, the last split over two writes\n")
+        header = ["server", "requests", "answers"]
+        print(table(header, measure_pipelined(project, logs, 500)), flush=True)
     print(f"\nlogs: {logs}", file=sys.stderr)
 
 

@@ -1,5 +1,6 @@
 """Run the service: ``python -m app``, configured by ``APP_*`` settings."""
 
+import functools
 import signal
 import sys
 from types import FrameType
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from app import model
 from app.config import Settings, describe_errors
+from app.http_protocol import LimitedHttpToolsProtocol
 from app.logs import logging_config
 from app.main import create_app
 
@@ -18,11 +20,6 @@ from app.main import create_app
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
 FACTORY = "app.main:create_app"
-# uvicorn's protocol for each parser; with httptools, one that limits heads.
-HTTP_PROTOCOLS = {
-    "httptools": "app.http_protocol:HeadLimitedHttpToolsProtocol",
-    "h11": "h11",
-}
 
 
 def main() -> None:
@@ -61,9 +58,24 @@ def main() -> None:
         access_log=False,  # app.middleware logs each request, with its id
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive,
-        http=HTTP_PROTOCOLS[settings.http],
+        http=_http_protocol(settings),  # type: ignore[arg-type]
         h11_max_incomplete_event_size=settings.max_head_bytes,
         timeout_graceful_shutdown=settings.timeout_graceful_shutdown,
+    )
+
+
+def _http_protocol(
+    settings: Settings,
+) -> str | functools.partial[LimitedHttpToolsProtocol]:
+    """uvicorn's h11, or httptools with the limits of app/http_protocol.py.
+
+    uvicorn calls it as it would a protocol class; a partial, unlike a class
+    made here, can also be sent to worker processes.
+    """
+    if settings.http == "h11":
+        return "h11"
+    return functools.partial(
+        LimitedHttpToolsProtocol, timeout_body=settings.timeout_body
     )
 
 

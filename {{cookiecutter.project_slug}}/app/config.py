@@ -55,10 +55,15 @@ class Settings(BaseSettings):
     # Seconds an idle connection stays open after a response, and (with
     # httptools) the time a client has to send a whole request head.
     timeout_keep_alive: int = Field(default=5, ge=1, le=MAX_SECONDS)
+    # Seconds a client has to send a whole request body, counted from the end
+    # of its head (with httptools); slower ones get 408. Whole, not between two
+    # bytes: a byte now and then cannot hold a request slot for longer.
+    timeout_body: int = Field(default=10, ge=1, le=MAX_SECONDS)
     # Largest request line and headers, in bytes; larger heads get 431.
     max_head_bytes: int = Field(default=16 * 1024, ge=1024)
     # uvicorn's HTTP parser: httptools (the faster; see app/http_protocol.py) or
-    # h11 (pure Python; it enforces max_head_bytes, but has no head deadline).
+    # h11 (pure Python; it enforces max_head_bytes only on heads that are still
+    # incomplete, and has no deadline for heads or bodies).
     http: Literal["httptools", "h11"] = "httptools"
     # After SIGTERM, in-flight requests get this long to finish; those still
     # running are then answered 503. Keep it below the stop timeout of whatever

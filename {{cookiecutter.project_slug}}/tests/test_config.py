@@ -20,6 +20,7 @@ def test_settings_defaults() -> None:
     assert settings.batch_max_wait_ms == 0
     assert settings.limit_concurrency == 2048
     assert settings.timeout_keep_alive == 5
+    assert settings.timeout_body == 10
     assert settings.max_head_bytes == 16 * 1024
     assert settings.http == "httptools"
     assert settings.timeout_graceful_shutdown == 20
@@ -51,6 +52,17 @@ def test_settings_reject_invalid_batching(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=name.removeprefix("APP_").lower()):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "soon"])
+def test_settings_reject_invalid_body_deadline(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("APP_TIMEOUT_BODY", value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    [line] = describe_errors(caught.value)
+    assert line.startswith(f"ERROR: {value!r} is not a valid APP_TIMEOUT_BODY: ")
 
 
 def test_invalid_settings_are_described_one_line_each(

@@ -3,17 +3,21 @@
 The tests that start servers are marked ``slow``: ``pytest -m slow`` runs them.
 """
 
+import contextlib
 import http.client
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,7 +90,12 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
 
 # Shared by the tests that leave it running: short deadlines, and a small
 # limit on request heads, so that they can be reached quickly.
-SHARED_SETTINGS = {"timeout_keep_alive": "1", "max_head_bytes": "4096"}
+HEAD_LIMIT = 4096
+SHARED_SETTINGS = {
+    "timeout_keep_alive": "1",
+    "timeout_body": "1",
+    "max_head_bytes": str(HEAD_LIMIT),
+}
 
 
 @pytest.fixture(scope="module")
@@ -293,11 +302,90 @@ def test_connection_without_a_whole_head_in_time_gets_408(
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
+def test_connection_sending_only_empty_lines_after_a_request_gets_408(
+    shared_server: Server,
+) -> None:
+    _, port, _ = shared_server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/health/live")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    assert connection.sock is not None
+    with connection.sock as sock:
+        # The parser skips empty lines before a request: they start its head.
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < 5 and not readable(sock):
+                sock.sendall(b"\r\n")
+                time.sleep(0.1)
+        answer = read_to_end(sock)
+    assert answer.startswith("HTTP/1.1 408 "), answer
+
+
 HEAD_OVER_4_KIB = b"GET /health/live HTTP/1.1\r\n" + b"X-Header: value\r\n" * 512
 
 
+def head_of(size: int) -> bytes:
+    """A whole request head of ``size`` bytes that asks for /health/live."""
+    start = b"GET /health/live HTTP/1.1\r\nHost: test\r\nX-Padding: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+PREDICT = json.dumps(FIRST.features).encode()
+# What comes before a head in the same write, and the answers it gets.
+BEFORE_THE_HEAD = {
+    "alone": (b"", []),
+    "after-a-request": (head_of(100), ["200"]),
+    "after-a-body": (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(PREDICT), PREDICT),
+        ["200"],
+    ),
+}
+# Ways to cut the bytes into writes: the server reads each on its own.
+SPLITS: dict[str, Callable[[bytes], list[bytes]]] = {
+    "one-write": lambda data: [data],
+    "halves": lambda data: [data[: len(data) // 2], data[len(data) // 2 :]],
+    # The empty line that ends it, split between two reads.
+    "last-byte-apart": lambda data: [data[:-1], data[-1:]],
+    "last-2-bytes-apart": lambda data: [data[:-2], data[-2:]],
+    "last-3-bytes-apart": lambda data: [data[:-3], data[-3:]],
+    "lines": lambda data: [line + b"\n" for line in data.split(b"\n")[:-1]],
+    "500-byte-chunks": lambda data: [
+        data[at : at + 500] for at in range(0, len(data), 500)
+    ],
+}
+
+
 @pytest.mark.slow
-def test_request_head_over_the_limit_is_refused(shared_server: Server) -> None:
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("before", BEFORE_THE_HEAD)
+@pytest.mark.parametrize(
+    ("size", "status"), [(HEAD_LIMIT, "200"), (HEAD_LIMIT + 1, "431")]
+)
+def test_request_head_is_refused_only_over_the_limit_however_it_is_sent(
+    shared_server: Server, size: int, status: str, before: str, split: str
+) -> None:
+    _, port, _ = shared_server
+    earlier, earlier_answers = BEFORE_THE_HEAD[before]
+    writes = SPLITS[split](earlier + head_of(size))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for data in writes:
+            sock.sendall(data)
+            time.sleep(0.005)  # one read each
+        if status == "200":
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n")
+        response = read_to_end(sock)
+    answers = re.findall(r"HTTP/1\.1 (\d{3}) ", response)
+    expected = [*earlier_answers, status, *(["200"] if status == "200" else [])]
+    assert answers == expected, response
+
+
+@pytest.mark.slow
+def test_request_head_that_never_ends_is_refused(shared_server: Server) -> None:
     _, port, _ = shared_server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(HEAD_OVER_4_KIB)
@@ -306,13 +394,65 @@ def test_request_head_over_the_limit_is_refused(shared_server: Server) -> None:
 
 
 @pytest.mark.slow
+def test_pipelined_requests_are_each_answered(shared_server: Server) -> None:
+    _, port, _ = shared_server
+    request = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+    last = b"GET /health/live HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Far more than the head limit in one write, with the start of a head.
+        sock.sendall(request * 200 + last[:20])
+        time.sleep(0.005)
+        sock.sendall(last[20:])
+        response = read_to_end(sock)
+    answers = re.findall(r"HTTP/1\.1 (\d{3}) ", response)
+    assert answers == ["200"] * 201, response[:300]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("server", [{**SHARED_SETTINGS, "http": "h11"}], indirect=True)
-def test_request_head_over_the_limit_is_refused_by_h11(server: Server) -> None:
+def test_request_head_that_never_ends_is_refused_by_h11(server: Server) -> None:
     _, port, _ = server
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(HEAD_OVER_4_KIB)
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 400 "), response  # uvicorn's h11 answer
+
+
+def start_of_a_body(port: int) -> socket.socket:
+    """A connection whose POST /predict has sent its head and one body byte."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n{" % len(PREDICT)
+    )
+    return sock
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "server",
+    [{"timeout_body": "1", "limit_concurrency": "4"}],
+    indirect=True,
+)
+def test_body_not_sent_in_time_gets_408_and_frees_its_request_slot(
+    server: Server,
+) -> None:
+    _, port, log = server
+    live = f"http://127.0.0.1:{port}/health/live"
+    # Connections count towards the limit too: with these, it is reached.
+    slow = [start_of_a_body(port) for _ in range(3)]
+    with pytest.raises(urllib.error.HTTPError, match="503"):
+        urllib.request.urlopen(live)
+    started = time.monotonic()
+    responses = [read_to_end(sock) for sock in slow]
+    assert time.monotonic() - started < 5
+    for sock in slow:
+        sock.close()
+    assert all(r.startswith("HTTP/1.1 408 ") for r in responses), responses
+    with urllib.request.urlopen(live) as response:
+        assert response.status == 200
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 @pytest.mark.slow
@@ -419,6 +559,11 @@ def stalled_upload(port: int, sent: bytes, length: int) -> Iterator[socket.socke
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5)
         time.sleep(0.2)
         yield sock
+
+
+def readable(sock: socket.socket) -> bool:
+    """Whether the server has sent something, or closed the connection."""
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def read_to_end(sock: socket.socket) -> str:
