@@ -8,7 +8,10 @@ grow by themselves.
 
 A run that is expected to be quick happens in the event loop; a slow one goes
 to a thread, so the event loop keeps reading requests in the meantime. What to
-expect is what the model's previous run took (see ``LOOP_RUN_SECONDS``).
+expect is what the model's previous run took (see ``LOOP_RUN_SECONDS``). A slow
+run stays in the event loop all the same when every request the service is
+serving waits for it: then nothing else needs the loop, and a thread would only
+add two hand-overs to the run.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ BatchObserver = Callable[[int, Sequence[float]], None]
 # A run whose predecessor took less than this happens in the event loop, which
 # it holds for that long: handing a run to a thread and its answers back costs
 # the event loop more than a quick model's whole run (see benchmarks/README.md).
-# A run that took longer is worth a thread.
+# A run that took longer is worth a thread, if another request needs the loop.
 LOOP_RUN_SECONDS = 0.002
 
 
@@ -49,6 +52,7 @@ class _Pending:
     row: Any
     answer: asyncio.Future[Any]
     queued_at: float
+    caller: object  # the same for the rows of one call of predict_many
 
 
 class Batcher:
@@ -61,7 +65,10 @@ class Batcher:
         max_wait: float = 0.0,
         observers: Sequence[BatchObserver] = (),
         loop_run_seconds: float = LOOP_RUN_SECONDS,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
+        """``in_flight`` counts the requests the service is serving, those
+        waiting here included; without it, a slow run always takes a thread."""
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
         if max_wait < 0:
@@ -70,6 +77,7 @@ class Batcher:
         self.max_wait = max_wait
         self.observers = list(observers)
         self.loop_run_seconds = loop_run_seconds
+        self._in_flight = in_flight
         self._predict_batch = predict_batch
         self._rows: deque[_Pending] = deque()
         self._arrived = asyncio.Event()  # set while rows may be waiting
@@ -100,11 +108,35 @@ class Batcher:
         if self._worker is None or self._stopping:
             raise BatcherStoppedError("the service is shutting down")
         answer = asyncio.get_running_loop().create_future()
-        self._rows.append(_Pending(row, answer, time.perf_counter()))
+        self._rows.append(_Pending(row, answer, time.perf_counter(), answer))
         self._arrived.set()
         # A caller cancelled here (its client went away) cancels only its own
         # future; the worker skips it or drops its answer.
         return await answer
+
+    async def predict_many(self, rows: Sequence[Any]) -> list[Any]:
+        """The answers for these rows, in order, computed in batches with
+        other callers' rows (at most ``max_size`` rows a run)."""
+        if self._worker is None or self._stopping:
+            raise BatcherStoppedError("the service is shutting down")
+        loop = asyncio.get_running_loop()
+        caller, queued_at = object(), time.perf_counter()
+        answers = [loop.create_future() for _ in rows]
+        self._rows.extend(
+            _Pending(row, answer, queued_at, caller)
+            for row, answer in zip(rows, answers, strict=True)
+        )
+        self._arrived.set()
+        try:
+            return list(await asyncio.gather(*answers))
+        finally:
+            # On a failure or a cancellation, the rows not yet run are not run,
+            # and the errors of those that failed are taken here.
+            for answer in answers:
+                if answer.done() and not answer.cancelled():
+                    answer.exception()
+                else:
+                    answer.cancel()
 
     async def _work(self) -> None:
         try:
@@ -151,7 +183,7 @@ class Batcher:
         started = time.perf_counter()
         try:
             rows = [pending.row for pending in batch]
-            if self._last_run_seconds < self.loop_run_seconds:
+            if self._last_run_seconds < self.loop_run_seconds or self._alone(batch):
                 answers = self._timed_run(rows, time.perf_counter)
             else:
                 answers = await asyncio.to_thread(
@@ -182,6 +214,12 @@ class Batcher:
         waits = [started - pending.queued_at for pending in batch]
         for observe in self.observers:
             observe(len(batch), waits)
+
+    def _alone(self, batch: list[_Pending]) -> bool:
+        """Whether the callers of this batch are all the requests in flight."""
+        if self._in_flight is None:
+            return False
+        return self._in_flight() <= len({id(pending.caller) for pending in batch})
 
     def _timed_run(self, rows: list[Any], clock: Callable[[], float]) -> Sequence[Any]:
         # In the event loop, a run holds the loop for as long as it takes. In a

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.exceptions import HTTPException
 
 from app import DISTRIBUTION, model
+from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.observers import report_predictions
 from app.schemas import first_errors, refuse_many_unknown_fields, unparseable_body
 
@@ -300,7 +301,7 @@ async def infer(
     name: str, body: InferenceRequest, request: Request
 ) -> InferenceResponse:
     """Run the model on a batch of instances."""
-    return _infer(request, body, _served_model(request, name))
+    return await _infer(request, body, _served_model(request, name))
 
 
 @router.post(
@@ -312,7 +313,7 @@ async def infer_version(
     name: str, version: str, body: InferenceRequest, request: Request
 ) -> InferenceResponse:
     """Run one version of the model on a batch of instances."""
-    return _infer(request, body, _served_model(request, name, version))
+    return await _infer(request, body, _served_model(request, name, version))
 
 
 # --- helpers ------------------------------------------------------------------
@@ -377,7 +378,7 @@ def _metadata(loaded: model.Model) -> ModelMetadata:
     )
 
 
-def _infer(
+async def _infer(
     request: Request, body: InferenceRequest, loaded: model.Model
 ) -> InferenceResponse:
     outputs = loaded.outputs
@@ -404,7 +405,7 @@ def _infer(
     batch = [
         _features(loaded.feature_names, row, index) for index, row in enumerate(rows)
     ]
-    predictions = loaded.predict_batch(batch)
+    predictions = await _predict(request, loaded, batch)
     report_predictions(request, predictions)
     data = loaded.tensors(predictions)
     return InferenceResponse(
@@ -421,6 +422,27 @@ def _infer(
             for name in wanted
         ],
     )
+
+
+async def _predict(
+    request: Request, loaded: model.Model, batch: list[model.Features]
+) -> list[model.Prediction]:
+    """Predict through the batcher, as /predict does, so that concurrent calls
+    share model runs; a request of more rows than a run takes runs alone."""
+    batcher: Batcher | None = request.app.state.batcher
+    if batcher is None or len(batch) > batcher.max_size:
+        return loaded.predict_batch(batch)
+    try:
+        predictions: list[model.Prediction] = await batcher.predict_many(batch)
+    except ModelRunError as error:
+        raise ProtocolError(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
+        ) from error
+    except BatcherStoppedError as error:
+        raise ProtocolError(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
+        ) from error
+    return predictions
 
 
 def _bad_request(message: str) -> ProtocolError:

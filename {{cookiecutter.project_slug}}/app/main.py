@@ -31,7 +31,7 @@ from app.config import Settings
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
-from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, RequestLog
 from app.observers import Observers, report_predictions
 from app.schemas import (
     BatchRequest,
@@ -86,6 +86,7 @@ def create_app(
                 max_size=settings.batch_max_size,
                 max_wait=settings.batch_max_wait_ms / 1000,
                 observers=app.state.observers.batches,
+                in_flight=lambda: request_log.in_flight,
             )
             app.state.batcher.start()
         # What is alive now (modules, the model) lives as long as the process:
@@ -122,6 +123,8 @@ def create_app(
     app.state.model = None
     app.state.batcher = None
     app.state.observers = Observers()
+    # Counts the requests in flight, which the batcher weighs.
+    request_log = RequestLog()
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -134,7 +137,11 @@ def create_app(
     instrument(app)
 {%- endif %}
     # Outermost, so it sees every request, and times it once for all observers.
-    app.add_middleware(RequestContextMiddleware, observers=app.state.observers.requests)
+    app.add_middleware(
+        RequestContextMiddleware,
+        observers=app.state.observers.requests,
+        request_log=request_log,
+    )
     return app
 
 

@@ -34,10 +34,15 @@ logger = logging.getLogger("app.access")
 class RequestContextMiddleware:
     """Give each HTTP request an id, log it, and report it to the observers."""
 
-    def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observers: Sequence[RequestObserver] = (),
+        request_log: "RequestLog | None" = None,
+    ) -> None:
         self.app = app
         self.observers = observers
-        self.request_log = RequestLog()
+        self.request_log = request_log or RequestLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -18,7 +18,7 @@ from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.main import create_app
 from app.model import Features, Model
-from tests.conftest import FEATURE_NAMES, FIRST, LAST, approximately
+from tests.conftest import FEATURE_NAMES, FIRST, LAST, MODEL, approximately
 
 TIMEOUT = 10  # seconds; only reached when a test is about to fail
 
@@ -60,7 +60,7 @@ async def queued(batcher: Batcher, rows: int) -> None:
         await asyncio.sleep(0)
 
 
-async def outcome(call: Awaitable[int]) -> int | str:
+async def outcome(call: Awaitable[Any]) -> Any:
     try:
         return await call
     except Exception as error:
@@ -276,6 +276,71 @@ def test_batcher_rejects_bad_limits(
         Batcher(GatedModel(), max_size=max_size, max_wait=max_wait)
 
 
+def test_batcher_predict_many_gives_each_caller_its_rows_in_order() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.gate.set()
+        batcher = gated_batcher(model, max_size=8)
+        batcher.start()
+        calls = [list(range(start, start + 5)) for start in range(0, 50, 5)]
+        answers = await asyncio.gather(*(batcher.predict_many(c) for c in calls))
+        assert answers == [[row * 10 for row in call] for call in calls]
+        # The calls' rows shared runs of at most max_size rows.
+        assert len(model.runs) < len(calls)
+        assert max(len(run) for run in model.runs) <= 8
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_batcher_predict_many_fails_when_a_run_of_its_rows_fails() -> None:
+    async def scenario() -> None:
+        model = GatedModel(poison=3)
+        model.gate.set()
+        batcher = gated_batcher(model, max_size=100)
+        batcher.start()
+        assert await outcome(batcher.predict_many([2, 3])) == "ModelRunError"
+        assert await batcher.predict_many([4, 5]) == [40, 50]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def where_runs_happen(in_flight: int, callers: int) -> set[str]:
+    """The threads a slow model's runs happened in, with this many requests in
+    flight and this many callers waiting for each run."""
+    threads: set[str] = set()
+
+    def slow_model(rows: Sequence[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        return list(rows)
+
+    async def scenario() -> None:
+        # Every run counts as slow: only the requests in flight decide.
+        batcher = Batcher(
+            slow_model, max_size=64, loop_run_seconds=0, in_flight=lambda: in_flight
+        )
+        batcher.start()
+        for _ in range(3):
+            await asyncio.gather(*(batcher.predict(row) for row in range(callers)))
+        await batcher.stop()
+
+    run(scenario)
+    return threads
+
+
+def test_batcher_runs_a_slow_model_in_the_loop_when_nothing_else_waits() -> None:
+    main = threading.current_thread().name
+    assert where_runs_happen(in_flight=1, callers=1) == {main}
+    assert where_runs_happen(in_flight=4, callers=4) == {main}
+
+
+def test_batcher_hands_a_slow_run_to_a_thread_when_other_requests_wait() -> None:
+    main = threading.current_thread().name
+    assert main not in where_runs_happen(in_flight=2, callers=1)
+    assert main not in where_runs_happen(in_flight=5, callers=4)
+
+
 # -- the service with batching on ---------------------------------------------
 
 
@@ -358,3 +423,64 @@ def test_predict_batched_model_error_is_a_clear_500(
     detail = answers[0].json()["detail"]
     assert detail.startswith("Prediction failed: the model failed on a batch of")
     assert "(RuntimeError)" in detail
+
+
+def v2_body(row: dict[str, float]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [1, len(row)],
+                "datatype": "FP64",
+                "data": list(row.values()),
+            }
+        ]
+    }
+
+
+async def infer_all(settings: Settings, bodies: Sequence[object]) -> Any:
+    """POST every body to /v2's infer at once; the responses and the run sizes."""
+    app = create_app(settings)
+    runs: list[int] = []
+    app.state.observers.batches.append(lambda rows, waits: runs.append(rows))
+    url = f"/v2/models/{MODEL.name}/infer"
+    async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as c:
+            answers = await asyncio.gather(*(c.post(url, json=b) for b in bodies))
+    return answers, runs
+
+
+def test_infer_batched_gives_each_of_100_callers_its_own_rows(
+    batched: Settings,
+) -> None:
+    rows = distinct_rows(100)
+    unbatched = Settings(_env_file=None, batch_max_size=1)
+    expected, no_runs = asyncio.run(infer_all(unbatched, [v2_body(r) for r in rows]))
+    answers, runs = asyncio.run(infer_all(batched, [v2_body(r) for r in rows]))
+    assert [r.status_code for r in answers] == [200] * 100
+    for answer, alone in zip(answers, expected, strict=True):
+        assert answer.json() == approximately(alone.json())
+    assert len({r.text for r in answers}) > 1
+    # Every row ran once, through the batcher, in runs shared by the callers.
+    assert no_runs == []
+    assert sum(runs) == 100
+    assert len(runs) < 100
+
+
+def test_infer_of_more_rows_than_a_run_takes_runs_alone() -> None:
+    settings = Settings(_env_file=None, batch_max_size=4)
+    rows = distinct_rows(6)
+    body = {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [6, len(FEATURE_NAMES)],
+                "datatype": "FP64",
+                "data": [list(row.values()) for row in rows],
+            }
+        ]
+    }
+    (answer,), runs = asyncio.run(infer_all(settings, [body]))
+    assert answer.status_code == 200, answer.text
+    assert runs == []  # not through the batcher
