@@ -531,21 +531,14 @@ def compute_ratios(serving: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def heavy_project(project: Path, workdir: Path) -> Path:
-    """A copy of the render serving the heavy ONNX model, run by its virtualenv.
-
-    The copy's app/model.py is replaced by benchmarks/heavy/model.py, which
-    serves an ONNX file through the same interface, with the render's own model
-    module kept as app/iris_model.py for the features schema. Run from the copy,
-    ``python -m app`` imports the copy's app package before the installed one.
-    """
+    """A copy of the render with the heavy ONNX model beside it, as mlp.onnx,
+    signed by the render's own code: its service serves it by APP_MODEL_PATH."""
     python = project / ".venv" / "bin" / "python"
     copy = workdir / "heavy-project"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".venv"))
-    (copy / "app" / "model.py").rename(copy / "app" / "iris_model.py")
-    shutil.copy(HEAVY_DIR / "model.py", copy / "app" / "model.py")
     run_checked([python, "-m", "pip", "install", "--quiet", *HEAVY_PACKAGES], copy)
-    run_checked([python, HEAVY_DIR / "build.py", copy / "mlp.onnx"], copy)
+    run_checked([python, HEAVY_DIR / "build.py", copy / "mlp.onnx", copy], copy)
     return copy
 
 
