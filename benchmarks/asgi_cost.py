@@ -30,6 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "floors"))
 BODY = json.dumps(
     {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 ).encode()
+# The same row as the Open Inference Protocol's infer takes it ("v2").
+V2_PATH = "/v2/models/iris-logistic-regression/infer"
+V2_BODY = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [1, 4],
+                "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2],
+            }
+        ]
+    }
+).encode()
 SCOPE: dict[str, Any] = {
     "type": "http",
     "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -55,7 +69,7 @@ App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 def build(name: str) -> tuple[App, Any]:
     """The app and its lifespan context, ``None`` for the raw app."""
-    if name == "service":
+    if name in ("service", "v2"):
         from app.config import Settings
         from app.logs import logging_config
         from app.main import create_app
@@ -75,9 +89,16 @@ def build(name: str) -> tuple[App, Any]:
     return raw, None
 
 
-async def cost(app: App, requests: int) -> float:
+async def cost(app: App, requests: int, v2: bool = False) -> float:
     """Seconds per request, over ``requests`` sequential requests."""
-    message = {"type": "http.request", "body": BODY, "more_body": False}
+    body = V2_BODY if v2 else BODY
+    scope = SCOPE
+    if v2:
+        length = (b"content-length", str(len(body)).encode())
+        headers = [*SCOPE["headers"][:-1], length]
+        scope = {**SCOPE, "path": V2_PATH, "raw_path": V2_PATH.encode()}
+        scope["headers"] = headers
+    message = {"type": "http.request", "body": body, "more_body": False}
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -89,14 +110,14 @@ async def cost(app: App, requests: int) -> float:
 
     started = time.perf_counter()
     for _ in range(requests):
-        await app({**SCOPE, "headers": list(SCOPE["headers"])}, receive, send)
+        await app({**scope, "headers": list(scope["headers"])}, receive, send)
     elapsed = time.perf_counter() - started
     if set(statuses) != {200}:
         raise SystemExit(f"unexpected statuses: {sorted(set(statuses))}")
     return elapsed / requests
 
 
-async def calls(app: App, requests: int) -> float:
+async def calls(app: App, requests: int, v2: bool = False) -> float:
     """Python function calls per request, counted with ``sys.setprofile``."""
     count = 0
 
@@ -107,7 +128,7 @@ async def calls(app: App, requests: int) -> float:
 
     sys.setprofile(profile)
     try:
-        await cost(app, requests)
+        await cost(app, requests, v2)
     finally:
         sys.setprofile(None)
     return count / requests
@@ -118,15 +139,21 @@ async def measure(name: str, requests: int, repeats: int, count: bool) -> float:
     async with AsyncExitStack() as stack:
         if lifespan is not None:
             await stack.enter_async_context(lifespan)
-        await cost(app, requests // 10)  # warm up
+        v2 = name == "v2"
+        await cost(app, requests // 10, v2)  # warm up
         if count:
-            return await calls(app, min(requests, 100))
-        return min([await cost(app, requests) for _ in range(repeats)])
+            return await calls(app, min(requests, 100), v2)
+        return min([await cost(app, requests, v2) for _ in range(repeats)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("apps", nargs="+", choices=["service", "bare", "raw"])
+    parser.add_argument(
+        "apps",
+        nargs="+",
+        choices=["service", "v2", "bare", "raw"],
+        help="v2: the service, its Open Inference Protocol infer of the same row",
+    )
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 
 from app import DISTRIBUTION, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
@@ -314,6 +315,16 @@ async def infer_version(
 ) -> InferenceResponse:
     """Run one version of the model on a batch of instances."""
     return await _infer(request, body, _served_model(request, name, version))
+
+
+def routes_busiest_first() -> list[BaseRoute]:
+    """The protocol's routes, its infer routes first: a request is matched
+    against each route in turn, and infer is the one called under load."""
+    return sorted(router.routes, key=lambda route: not _is_infer(route))
+
+
+def _is_infer(route: BaseRoute) -> bool:
+    return isinstance(route, APIRoute) and route.path.endswith("/infer")
 
 
 # --- helpers ------------------------------------------------------------------

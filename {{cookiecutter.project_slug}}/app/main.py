@@ -111,14 +111,14 @@ def create_app(
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
         # The routes go into the app itself: include_router() would add a layer
-        # of routing and body limits to every request.
-        routes=router.routes,
+        # of routing and body limits to every request. Routes are matched in
+        # this order, so the busiest come first: /predict, then /v2's infer.
+        routes=[*router.routes, *inference_protocol.routes_busiest_first()],
         exception_handlers={
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
         },
     )
-    app.include_router(inference_protocol.router)
     app.state.settings = settings
     app.state.model = None
     app.state.batcher = None

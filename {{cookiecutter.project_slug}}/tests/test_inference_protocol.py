@@ -378,3 +378,15 @@ def test_openapi_describes_the_protocol(client: TestClient) -> None:
     assert infer["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/InferenceRequest"
     }
+
+
+def test_infer_is_matched_right_after_the_service_routes(client: TestClient) -> None:
+    # Each request is matched against the routes in turn: infer, the route
+    # called under load, comes before the docs and the protocol's other routes.
+    paths = [getattr(route, "path", "") for route in client.app.routes]  # type: ignore[attr-defined]
+    first_v2 = next(i for i, path in enumerate(paths) if path.startswith("/v2"))
+    assert paths[first_v2 : first_v2 + 2] == [
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    ]
+    assert first_v2 < paths.index("/openapi.json")
