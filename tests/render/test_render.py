@@ -40,6 +40,7 @@ DEFAULT_FILES = [
     "app/artifact.py",
     "app/batching.py",
     "app/config.py",
+    "app/deps.py",
     "app/http_protocol.py",
     "app/inference_protocol.py",
     "app/logs.py",
@@ -51,6 +52,7 @@ DEFAULT_FILES = [
     "app/observers.py",
     "app/prediction_metrics.py",
     "app/schemas.py",
+    "app/security.py",
     "app/train.py",
     "pyproject.toml",
     "tests/__init__.py",
@@ -66,6 +68,7 @@ DEFAULT_FILES = [
     "tests/test_middleware.py",
     "tests/test_model.py",
     "tests/test_prediction_metrics.py",
+    "tests/test_security.py",
     "tests/test_train.py",
 ]
 # Words of each task that a render of the other must not carry.

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app import security
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 # Upper bounds that keep a typo from reaching a library as a number it cannot
@@ -12,6 +14,8 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 # in an overflow long before 2**63 seconds).
 MAX_PROCESSES_OR_THREADS = 1024
 MAX_SECONDS = 24 * 60 * 60
+# Settings whose values an error message never repeats.
+SECRETS = frozenset({"api_keys"})
 
 
 class Settings(BaseSettings):
@@ -70,17 +74,43 @@ class Settings(BaseSettings):
     # runs the process.
     timeout_graceful_shutdown: int = Field(default=20, ge=0, le=MAX_SECONDS)
 
+    # API keys (off when neither is set): "name:key,name:key", and a file of
+    # one name:key a line, read again when it changes. Keys are 16 characters
+    # or more; the names are what the logs show of a client.
+    api_keys: SecretStr = SecretStr("")
+    api_keys_file: Path | None = None
+    # With keys on, the paths besides the model's routes that take a key too,
+    # comma-separated: the API docs' (/docs,/redoc,/openapi.json), say.
+    api_keys_also_for: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _well_formed_keys(cls, value: SecretStr) -> SecretStr:
+        security.parse(value.get_secret_value().split(","), "entry")
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable_key_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            security.read_file(value)
+        return value
+
+    def api_key_pairs(self) -> list[tuple[str, str]]:
+        """The keys of APP_API_KEYS, by client name."""
+        return security.parse(self.api_keys.get_secret_value().split(","), "entry")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_case_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "api_keys_also_for", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            origins = (origin.strip() for origin in value.split(","))
-            return tuple(origin for origin in origins if origin)
+            items = (item.strip() for item in value.split(","))
+            return tuple(item for item in items if item)
         return value
 
 
@@ -90,6 +120,9 @@ def describe_errors(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         variable = f"{prefix}{item['loc'][0]}".upper()
-        valid = item["msg"][:1].lower() + item["msg"][1:]
-        lines.append(f"ERROR: {item['input']!r} is not a valid {variable}: {valid}")
+        valid = item["msg"].removeprefix("Value error, ")
+        valid = valid[:1].lower() + valid[1:]
+        # A secret is never shown, not even when it is wrong.
+        shown = "the value" if item["loc"][0] in SECRETS else repr(item["input"])
+        lines.append(f"ERROR: {shown} is not a valid {variable}: {valid}")
     return lines

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
-from typing import Annotated
 
 from fastapi import (
     APIRouter,
@@ -28,6 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import DISTRIBUTION, inference_protocol, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
+from app.deps import (
+    BatcherDep,
+    KeyRequiredMiddleware,
+    ModelDep,
+    ModelRoute,
+    declare_security,
+)
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
 {%- endif %}
@@ -42,17 +48,24 @@ from app.schemas import (
     first_errors,
     unparseable_body,
 )
+from app.security import ApiKeys
 
 logger = logging.getLogger(__name__)
+# The model's routes, which take an API key when keys are on; the rest.
+model_router = APIRouter(route_class=ModelRoute)
 router = APIRouter()
 
 # The answers a route can give besides its own, for the OpenAPI document.
 NOT_READY: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorMessage, "description": "The model is not loaded yet"}
 }
-NOT_READY_OR_TOO_LARGE: dict[int | str, dict[str, object]] = {
-    413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
+NOT_READY_OR_NO_KEY: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorMessage, "description": "No valid API key (when keys are on)"},
     **NOT_READY,
+}
+MODEL_ROUTE: dict[int | str, dict[str, object]] = {
+    413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
+    **NOT_READY_OR_NO_KEY,
 }
 # FastAPI's native OpenTelemetry looks up the configured providers on every
 # request, even when none is set up; APP_OPENTELEMETRY=true turns it on.
@@ -113,19 +126,27 @@ def create_app(
         # The routes go into the app itself: include_router() would add a layer
         # of routing and body limits to every request. Routes are matched in
         # this order, so the busiest come first: /predict, then /v2's infer.
-        routes=[*router.routes, *inference_protocol.routes_busiest_first()],
+        routes=[
+            *model_router.routes,
+            *router.routes,
+            *inference_protocol.routes_busiest_first(),
+        ],
         exception_handlers={
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
         },
     )
     app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_key_pairs(), settings.api_keys_file)
+    declare_security(app)
     app.state.model = None
     app.state.batcher = None
     app.state.observers = Observers()
     # Counts the requests in flight, which the batcher weighs.
     request_log = RequestLog()
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if app.state.api_keys.enabled and settings.api_keys_also_for:
+        app.add_middleware(KeyRequiredMiddleware, paths=settings.api_keys_also_for)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -194,19 +215,6 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     return await http_exception_handler(request, error)
 
 
-async def get_model(request: Request) -> model.Model:
-    """The model being served; 503 until it is loaded."""
-    loaded: model.Model | None = request.app.state.model
-    if loaded is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
-        )
-    return loaded
-
-
-ModelDep = Annotated[model.Model, Depends(get_model)]
-
-
 async def _predict_in_batch(
     batcher: Batcher, features: model.Features
 ) -> model.Prediction:
@@ -245,15 +253,12 @@ async def _batch_within_limit(request: Request) -> None:
 
 
 # Routes are matched in the order they are declared: the busiest come first.
-# /predict calls get_model() itself instead of declaring ModelDep: FastAPI's
-# dependency machinery is a measurable share of the cost of a request this
-# small (see benchmarks/README.md).
-@router.post("/predict", tags=["model"], responses=NOT_READY_OR_TOO_LARGE)
-async def predict(features: Instance, request: Request) -> model.Prediction:
+@model_router.post("/predict", tags=["model"], responses=MODEL_ROUTE)
+async def predict(
+    features: Instance, loaded: ModelDep, batcher: BatcherDep, request: Request
+) -> model.Prediction:
     """Predict one instance."""
-    batcher: Batcher | None = request.app.state.batcher
     if batcher is None:
-        loaded = await get_model(request)
         prediction = loaded.predict(features)
     else:
         prediction = await _predict_in_batch(batcher, features)
@@ -261,10 +266,10 @@ async def predict(features: Instance, request: Request) -> model.Prediction:
     return prediction
 
 
-@router.post(
+@model_router.post(
     "/predict/batch",
     tags=["model"],
-    responses=NOT_READY_OR_TOO_LARGE,
+    responses=MODEL_ROUTE,
     dependencies=[Depends(_batch_within_limit)],
 )
 async def predict_batch(
@@ -276,7 +281,7 @@ async def predict_batch(
     return BatchResponse(predictions=predictions)
 
 
-@router.get("/model", tags=["model"], responses=NOT_READY)
+@model_router.get("/model", tags=["model"], responses=NOT_READY_OR_NO_KEY)
 async def describe_model(loaded: ModelDep) -> model.ModelInfo:
     """Metadata of the model being served."""
     return loaded.info()

@@ -1,0 +1,134 @@
+"""What the routes of both APIs need, in one place: the settings, the model, the
+batcher and the caller's identity.
+
+The service's model routes and the inference protocol's take them from here.
+A check that belongs to every model route (the API key is one) goes into
+``ModelRoute``, which both APIs' model routes are made of.
+"""
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app import model
+from app.batching import Batcher
+from app.config import Settings
+from app.security import ApiKeys
+
+# The ways a client may send its key, as the OpenAPI document declares them,
+# so that the docs' "Authorize" sends it.
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+NO_KEY = (
+    "A valid API key is required: send it as 'Authorization: Bearer <key>'"
+    " or as 'X-API-Key: <key>'."
+)
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_model(request: Request) -> model.Model:
+    """The model being served; 503 until it is loaded."""
+    loaded: model.Model | None = request.app.state.model
+    if loaded is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
+        )
+    return loaded
+
+
+async def get_batcher(request: Request) -> Batcher | None:
+    """The batcher of concurrent predictions; None when batching is off."""
+    batcher: Batcher | None = request.app.state.batcher
+    return batcher
+
+
+def get_caller(request: Request) -> str | None:
+    """The name of the client whose API key came with the request; None when
+    the service asks for no keys. A missing or wrong key gets 401."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return None
+    headers = request.headers
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    presented = headers.get("x-api-key") or (
+        credentials.strip() if scheme.lower() == "bearer" else ""
+    )
+    caller = keys.identify(presented) if presented else None
+    if caller is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, NO_KEY, headers={"WWW-Authenticate": "Bearer"}
+        )
+    request.scope.setdefault("state", {})["caller"] = caller
+    return caller
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelDep = Annotated[model.Model, Depends(get_model)]
+BatcherDep = Annotated[Batcher | None, Depends(get_batcher)]
+CallerDep = Annotated[str | None, Depends(get_caller)]
+
+
+class ModelRoute(APIRoute):
+    """A model route: the caller's key is checked before its body is read.
+
+    FastAPI reads a body before it solves a route's dependencies; checking the
+    key first means a client without one costs the service no body at all.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.openapi_extra = {"security": SECURITY, **(self.openapi_extra or {})}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_with_key(request: Request) -> Response:
+            get_caller(request)
+            return await handle(request)
+
+        return handle_with_key
+
+
+class KeyRequiredMiddleware:
+    """Ask for a key on these paths too (and below them), like a model route."""
+
+    def __init__(self, app: ASGIApp, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.paths):
+            try:
+                get_caller(Request(scope))
+            except HTTPException as error:
+                response = JSONResponse(
+                    {"detail": error.detail}, error.status_code, error.headers
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def declare_security(app: FastAPI) -> None:
+    """Add the ways to send a key to the app's OpenAPI document."""
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()  # which keeps it as app.openapi_schema
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            return schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
