@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from app import DISTRIBUTION
 from app.config import Settings
+from app.inference_protocol import MAX_ID_LENGTH
 from app.main import create_app
 from app.model import Features
 from tests.conftest import FEATURE_NAMES, FIRST, LAST, approximately
@@ -15,6 +16,7 @@ MODEL = SERVED.name
 VERSION = SERVED.version
 INFER = f"/v2/models/{MODEL}/infer"
 N_FEATURES = len(FEATURE_NAMES)
+OUTPUTS = list(SERVED.outputs)
 VALUES = list(FIRST.features.values())
 # Values just outside the bounds Features declares for its last field.
 BOUNDS = Features.model_json_schema()["properties"][FEATURE_NAMES[-1]]
@@ -237,11 +239,19 @@ MALFORMED = {
     ),
     # A name asked for twice would repeat its tensor in the answer.
     "repeated-output": (
+        {"inputs": [features(FIRST.features)], "outputs": [{"name": OUTPUTS[0]}] * 2},
+        "at most once",
+    ),
+    "more-outputs-than-the-model-gives": (
         {
             "inputs": [features(FIRST.features)],
-            "outputs": [{"name": name} for name in [*SERVED.outputs] * 2],
+            "outputs": [{"name": OUTPUTS[0]}] * (len(OUTPUTS) + 1),
         },
-        "is asked for more than once",
+        f"{len(OUTPUTS) + 1} outputs are asked for",
+    ),
+    "id-too-long": (
+        {"id": "i" * (MAX_ID_LENGTH + 1), "inputs": [features(FIRST.features)]},
+        f"body.id: String should have at most {MAX_ID_LENGTH} characters",
     ),
     "datatype": (tensor_with(datatype="INT64"), "datatype 'INT64'"),
     "shape-rank": (
@@ -342,6 +352,39 @@ def test_infer_over_batch_limit_is_refused_before_its_values_are_read() -> None:
     assert response.status_code == 400, response.text
     assert response.json() == {
         "error": "at most 2 instances are allowed per request, got 3"
+    }
+
+
+def test_infer_refuses_more_outputs_than_the_model_gives_before_reading_them(
+    client: TestClient,
+) -> None:
+    outputs = [{"name": 0}] * (len(OUTPUTS) + 1)  # not even names
+    response = client.post(
+        INFER, json={"inputs": [features(FIRST.features)], "outputs": outputs}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": f"{len(OUTPUTS) + 1} outputs are asked for, but the model gives"
+        f" {len(OUTPUTS)}: ask for each of {OUTPUTS} at most once"
+    }
+
+
+def test_infer_returns_an_id_as_long_as_the_limit(client: TestClient) -> None:
+    request_id = "i" * MAX_ID_LENGTH
+    response = client.post(
+        INFER, json={"id": request_id, "inputs": [features(FIRST.features)]}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == request_id
+
+
+def test_infer_error_shortens_each_part_of_its_location(client: TestClient) -> None:
+    # The name of an unknown field comes from the client: shortened, it leaves
+    # room for what is wrong.
+    response = client.post(INFER, json=tensor_with(**{"k" * 5000: 1}))
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": f"body.inputs.0.{'k' * 100}...: Extra inputs are not permitted"
     }
 
 
