@@ -3,9 +3,11 @@
 Serving platforms (KServe, Seldon MLServer, NVIDIA Triton) and their clients
 (``tritonclient``, the ``kserve`` SDK) speak this protocol. The model takes one
 tensor, ``features`` (``[N, n_features]``, FP32 or FP64), and gives the tensors
-``Model.outputs`` declares, each with a first axis of N. Errors answer
-``{"error": "..."}``, as the protocol asks: 400 for a malformed
-request, 404 for an unknown model or version, 503 before the model is loaded.
+``Model.outputs`` declares, each with a first axis of N. Every answer
+under ``/v2`` that is not a result is ``{"error": "..."}``, as the protocol
+asks: 400 for a malformed request, 404 for an unknown model, version or path,
+405 for a method the path does not take, 413 for a body over
+``APP_MAX_BODY_BYTES``, 500 if the model fails, 503 before the model is loaded.
 """
 
 import math
@@ -20,10 +22,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     model_validator,
 )
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from app import DISTRIBUTION, model
 from app.observers import report_predictions
@@ -80,7 +84,8 @@ class ProtocolRoute(APIRoute):
                 )
             except HTTPException as error:
                 # A body that is not even text, or holds an integer too long to
-                # parse: FastAPI answers 400, with the reason as the cause.
+                # parse: FastAPI answers 400, with the reason as the cause. The
+                # app's handler answers the others (413) in the protocol's shape.
                 if error.status_code != status.HTTP_400_BAD_REQUEST:
                     raise
                 return error_response(error.status_code, unparseable_body(error))
@@ -163,8 +168,9 @@ class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    # Integers as JSON writes them: "2", 2.0 or true are refused, not read as 2.
     # At most as many dimensions as NumPy allows.
-    shape: list[int] = Field(max_length=64)
+    shape: list[StrictInt] = Field(max_length=64)
     datatype: str
     parameters: Parameters | None = None
     data: list[Any]
@@ -356,6 +362,12 @@ async def infer_version(
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def serves(scope: Scope) -> bool:
+    """Whether a request is the protocol's: its path is under /v2."""
+    path: str = scope["path"].removeprefix(scope.get("root_path", ""))
+    return path == PREFIX or path.startswith(f"{PREFIX}/")
 
 
 def error_response(
