@@ -178,7 +178,7 @@ def tensor(rows: int) -> str:
 
 # The bodies, at the body limit, that cost the most to refuse.
 INFER = "/v2/models/{model}/infer"
-ONE_ROW = f'{{"inputs":[{tensor(1)}]'  # a valid request, less its closing brace
+ONE_ROW = '{"inputs":[' + tensor(1) + "]"  # a valid request, less its closing brace
 OUTPUT = json.dumps({"name": next(iter(MODEL.outputs))})
 HOSTILE_BODIES = {
     "batch of numbers": ("/predict/batch", filled('{"instances":[', "0", "]}")),
@@ -250,11 +250,11 @@ HOSTILE_BODIES = {
     # Answered: parameters the model does not use are left alone.
     "parameters of a tensor": (
         INFER,
-        many_keys(f'{{"inputs":[{tensor(1)[:-1]},"parameters":{{', "}}]}"),
+        many_keys('{"inputs":[' + tensor(1)[:-1] + ',"parameters":{', "}}]}"),
     ),
     "parameters of an output": (
         INFER,
-        many_keys(f'{ONE_ROW},"outputs":[{OUTPUT[:-1]},"parameters":{{', "}}]}"),
+        many_keys(ONE_ROW + ',"outputs":[' + OUTPUT[:-1] + ',"parameters":{', "}}]}"),
     ),
 }
 ANSWERED = {"parameters of a tensor", "parameters of an output"}
