@@ -317,7 +317,8 @@ async def _outputs_within_model(request: Request) -> None:
 
     Each output at most once: a name repeated would repeat its tensor in the
     answer, which would then grow with the request rather than the rows; and a
-    megabyte of names would cost pydantic some 60,000 objects to refuse.
+    megabyte of names would have pydantic build tens of thousands of objects,
+    holding the event loop for seconds, only to refuse them.
     """
     loaded: model.Model | None = request.app.state.model
     if loaded is None:
