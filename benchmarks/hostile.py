@@ -134,7 +134,16 @@ def many_keys(head: str, tail: str) -> bytes:
     return (head + ",".join(keys[:-1]) + tail).encode()
 
 
+def tensor(rows: int) -> str:
+    """The protocol's input tensor of ``rows`` Iris measurements, as JSON."""
+    values = list(SETOSA.values())
+    tensor = {"name": "features", "shape": [rows, len(values)], "datatype": "FP32"}
+    return json.dumps({**tensor, "data": [values] * rows})
+
+
 INFER = "/v2/models/{model}/infer"  # the Open Inference Protocol
+ONE_ROW = f'{{"inputs":[{tensor(1)}]'  # a valid request, less its closing brace
+OUTPUT = {"name": "probabilities"}  # an output of the Iris model
 BODIES = {
     "batch of 524,000 numbers": ("/predict/batch", filled('{"instances":[', "0", "]}")),
     "batch of 350,000 empty objects": (
@@ -191,6 +200,31 @@ BODIES = {
             "[]",
             "]}]}",
         ),
+    ),
+    # The rows below are valid requests of the Iris model (the default render)
+    # but for what each row names.
+    "v2: 1,000 rows, an output 10,000 times": (
+        INFER,
+        json.dumps(
+            {"inputs": [json.loads(tensor(1000))], "outputs": [OUTPUT] * 10_000}
+        ).encode(),
+    ),
+    "v2: an output 40,000 times": (
+        INFER,
+        filled(f'{ONE_ROW},"outputs":[', json.dumps(OUTPUT), "]}"),
+    ),
+    "v2: an id of 1 MiB": (
+        INFER,
+        f'{ONE_ROW},"id":"'.encode() + b"i" * (BODY_LIMIT - 300) + b'"}',
+    ),
+    "v2: 11,650 valid tensors": (INFER, filled('{"inputs":[', tensor(1), "]}")),
+    "v2: 110,000 parameters of a tensor": (
+        INFER,
+        many_keys(f'{{"inputs":[{tensor(1)[:-1]},"parameters":{{', "}}]}"),
+    ),
+    "v2: 110,000 parameters of an output": (
+        INFER,
+        many_keys(f'{ONE_ROW},"outputs":[{{"name":"label","parameters":{{', "}}]}"),
     ),
 }
 

@@ -7,7 +7,9 @@ published OpenAPI document (tests/data/README.md says where it comes from).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from typing import Any
 
 import jsonschema
@@ -244,15 +246,70 @@ def test_every_path_of_the_document_answers_as_it_says(
     assert len(answered) == 6, answered
 
 
+def with_tensor(**changes: Any) -> Any:
+    """The valid request, its tensor changed, for the model."""
+
+    def body(model: dict[str, Any]) -> dict[str, Any]:
+        valid = infer_body(model)
+        n_features = len(model["feature_names"])
+        valid["inputs"][0].update(
+            {key: value(n_features) for key, value in changes.items()}
+        )
+        return valid
+
+    return body
+
+
+def with_request(**changes: Any) -> Any:
+    """The valid request, changed, for the model."""
+    return lambda model: {**infer_body(model), **changes}
+
+
+INFER = "/v2/models/{name}/infer"
+# Each a request refused (a GET if it has no body), and the document's schema
+# for the answer: the infer operation's for a path the document lacks.
+REFUSED: dict[str, tuple[str, Any, int, str]] = {
+    "unknown-model": ("/v2/models/no-such-model", None, 404, "model"),
+    "unknown-version": ("/v2/models/{name}/versions/0", None, 404, "model"),
+    "malformed-infer": (INFER, {"inputs": []}, 400, "infer"),
+    "infer-unknown-model": ("/v2/models/no-such-model/infer", infer_body, 404, "infer"),
+    "unknown-path": ("/v2/models/{name}/labels", None, 404, "infer"),
+    "method-not-allowed": (INFER, None, 405, "infer"),
+    "shape-of-strings": (
+        INFER,
+        with_tensor(shape=lambda n: ["2", str(n)]),
+        400,
+        "infer",
+    ),
+    "shape-of-floats": (
+        INFER,
+        with_tensor(shape=lambda n: [2.0, float(n)]),
+        400,
+        "infer",
+    ),
+    # true would be read as 1: one row.
+    "shape-of-booleans": (
+        INFER,
+        with_tensor(shape=lambda n: [True, n], data=lambda n: [list(SETOSA.values())]),
+        400,
+        "infer",
+    ),
+    "outputs-repeated": (
+        INFER,
+        with_request(outputs=[{"name": "label"}] * 3),
+        400,
+        "infer",
+    ),
+    "id-too-long": (INFER, with_request(id="i" * 1025), 400, "infer"),
+}
+ERROR_SCHEMAS = {
+    "model": "metadata_model_error_response",
+    "infer": "inference_error_response",
+}
+
+
 @pytest.mark.parametrize(
-    ("path", "body", "status", "schema"),
-    [
-        ("/v2/models/no-such-model", None, 404, "metadata_model_error_response"),
-        ("/v2/models/{name}/versions/0", None, 404, "metadata_model_error_response"),
-        ("/v2/models/{name}/infer", {"inputs": []}, 400, "inference_error_response"),
-        ("/v2/models/no-such-model/infer", "valid", 404, "inference_error_response"),
-    ],
-    ids=["unknown-model", "unknown-version", "malformed-infer", "infer-unknown-model"],
+    ("path", "body", "status", "schema"), REFUSED.values(), ids=REFUSED
 )
 def test_errors_take_the_documented_shape(
     url: str,
@@ -264,8 +321,27 @@ def test_errors_take_the_documented_shape(
     schema: str,
 ) -> None:
     path = path.replace("{name}", model["name"])
-    payload = infer_body(model) if body == "valid" else body
+    payload = body(model) if callable(body) else body
     answer_status, answer = http("GET" if body is None else "POST", url + path, payload)
     assert answer_status == status, answer
-    assert openapi_errors(openapi, schema, answer) == []
+    assert openapi_errors(openapi, ERROR_SCHEMAS[schema], answer) == []
     assert list(answer) == ["error"]
+
+
+def test_body_over_the_limit_takes_the_documented_shape(
+    url: str, model: dict[str, Any], openapi: dict[str, Any]
+) -> None:
+    # Only the head, announcing a body over APP_MAX_BODY_BYTES (1 MiB): the
+    # service answers at once, and a client still sending would see its
+    # connection closed under it.
+    connection = HTTPConnection(url.removeprefix("http://"), timeout=5)
+    connection.putrequest("POST", INFER.replace("{name}", model["name"]))
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(1024 * 1024 + 1))
+    connection.endheaders()
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert response.status == 413, answer
+    assert openapi_errors(openapi, "inference_error_response", answer) == []
+    assert answer == {"error": "Content Too Large"}

@@ -37,7 +37,12 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_model(request: Request) -> model.Model:
+def is_ready(request: Request) -> bool:
+    """Whether the model is loaded and predictions can be served."""
+    return request.app.state.model is not None
+
+
+def current_model(request: Request) -> model.Model:
     """The model being served; 503 until it is loaded."""
     loaded: model.Model | None = request.app.state.model
     if loaded is None:
@@ -45,6 +50,11 @@ async def get_model(request: Request) -> model.Model:
             status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
         )
     return loaded
+
+
+async def get_model(request: Request) -> model.Model:
+    """The model being served, as a dependency; 503 until it is loaded."""
+    return current_model(request)
 
 
 async def get_batcher(request: Request) -> Batcher | None:
@@ -88,10 +98,17 @@ class ModelRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        self.openapi_extra = {"security": SECURITY, **(self.openapi_extra or {})}
+        if self.needs_key():
+            self.openapi_extra = {"security": SECURITY, **(self.openapi_extra or {})}
+
+    def needs_key(self) -> bool:
+        """Whether this route takes a key (when keys are on)."""
+        return True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        if not self.needs_key():
+            return handle
 
         async def handle_with_key(request: Request) -> Response:
             get_caller(request)

@@ -3,28 +3,40 @@
 Serving platforms (KServe, Seldon MLServer, NVIDIA Triton) and their clients
 (``tritonclient``, the ``kserve`` SDK) speak this protocol. The model takes one
 tensor, ``features`` (``[N, n_features]``, FP32 or FP64), and gives the tensors
-``Model.outputs`` declares, each with a first axis of N. Errors answer
-``{"error": "..."}``, as the protocol asks: 400 for a malformed
-request, 404 for an unknown model or version, 503 before the model is loaded.
+``Model.outputs`` declares, each with a first axis of N. Every answer
+under ``/v2`` that is not a result is ``{"error": "..."}``, as the protocol
+asks: 400 for a malformed request, 404 for an unknown model, version or path,
+405 for a method the path does not take, 413 for a body over
+``APP_MAX_BODY_BYTES``, 500 if the model fails, 503 before the model is loaded.
 """
 
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
+from starlette.types import Scope
 
 from app import DISTRIBUTION, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
+from app.deps import ModelRoute, current_model, is_ready
 from app.observers import report_predictions
 from app.schemas import first_errors, refuse_many_unknown_fields, unparseable_body
 
+PREFIX = "/v2"
 INPUT = "features"
 INPUT_DATATYPES = ("FP32", "FP64")
 # The protocol's name for a model run by ONNX Runtime.
@@ -35,8 +47,12 @@ BINARY_EXTENSION_HEADER = "inference-header-content-length"
 # fail_fast: the errors of the first invalid parameter, not of every one.
 Parameters = Annotated[dict[str, str | int | float | bool], Field(fail_fast=True)]
 # An error is cut short, so that its size does not grow with the body (names
-# and values in it come from the client).
+# and values in it come from the client); so is each part of where it is.
 MAX_ERROR_TEXT = 1000
+MAX_LOCATION_TEXT = 100
+# The answer repeats the request's id: a longer one is refused, so that the
+# answer stays the size of the predictions.
+MAX_ID_LENGTH = 1024
 
 
 class ProtocolError(Exception):
@@ -48,8 +64,12 @@ class ProtocolError(Exception):
         self.message = message
 
 
-class ProtocolRoute(APIRoute):
-    """A route whose errors take the protocol's shape, and 400 for bad bodies."""
+class ProtocolRoute(ModelRoute):
+    """A route whose errors take the protocol's shape, and 400 for bad bodies;
+    a model's route takes a key, as the service's model routes do."""
+
+    def needs_key(self) -> bool:
+        return self.path.startswith(f"{PREFIX}/models/")
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
@@ -64,15 +84,18 @@ class ProtocolRoute(APIRoute):
                     )
                 return await handle(_as_json(request))
             except ProtocolError as error:
-                return _error(error.status_code, error.message)
+                return error_response(error.status_code, error.message)
             except RequestValidationError as error:
-                return _error(status.HTTP_400_BAD_REQUEST, _describe(error.errors()))
+                return error_response(
+                    status.HTTP_400_BAD_REQUEST, _describe(error.errors())
+                )
             except HTTPException as error:
                 # A body that is not even text, or holds an integer too long to
-                # parse: FastAPI answers 400, with the reason as the cause.
+                # parse: FastAPI answers 400, with the reason as the cause. The
+                # app's handler answers the others (413) in the protocol's shape.
                 if error.status_code != status.HTTP_400_BAD_REQUEST:
                     raise
-                return _error(error.status_code, unparseable_body(error))
+                return error_response(error.status_code, unparseable_body(error))
 
         return handle_with_protocol_errors
 
@@ -95,7 +118,7 @@ def _as_json(request: Request) -> Request:
 # Clients of the protocol, tritonclient among them, send JSON bodies without a
 # Content-Type header: read them as JSON all the same.
 router = APIRouter(
-    prefix="/v2",
+    prefix=PREFIX,
     tags=["inference protocol"],
     route_class=ProtocolRoute,
     strict_content_type=False,
@@ -152,8 +175,9 @@ class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    # Integers as JSON writes them: "2", 2.0 or true are refused, not read as 2.
     # At most as many dimensions as NumPy allows.
-    shape: list[int] = Field(max_length=64)
+    shape: list[StrictInt] = Field(max_length=64)
     datatype: str
     parameters: Parameters | None = None
     data: list[Any]
@@ -198,7 +222,7 @@ class InferenceRequest(BaseModel):
         },
     )
 
-    id: str | None = None
+    id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     parameters: Parameters | None = None
     # fail_fast: the errors of the first invalid tensor, not of every one.
     inputs: list[RequestInput] = Field(min_length=1, fail_fast=True)
@@ -252,7 +276,7 @@ async def server_live() -> ServerLive:
 )
 async def server_ready(request: Request, response: Response) -> ServerReady:
     """The model is loaded and can serve inference requests."""
-    if request.app.state.model is None:
+    if not is_ready(request):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return ServerReady(ready=False)
     return ServerReady(ready=True)
@@ -295,8 +319,35 @@ async def model_version_ready(name: str, version: str, request: Request) -> Mode
     return ModelReady(name=_served_model(request, name, version).name, ready=True)
 
 
+async def _outputs_within_model(request: Request) -> None:
+    """Refuse more outputs than the model gives before any of them is validated.
+
+    Each output at most once: a name repeated would repeat its tensor in the
+    answer, which would then grow with the request rather than the rows; and a
+    megabyte of names would have pydantic build tens of thousands of objects,
+    holding the event loop for seconds, only to refuse them.
+    """
+    loaded: model.Model | None = request.app.state.model
+    if loaded is None:
+        return  # the route answers 503
+    try:
+        body = await request.json()  # parsed once already, by FastAPI
+    except (ValueError, RecursionError):
+        return  # not JSON: the validation of the body says so
+    wanted = body.get("outputs") if isinstance(body, dict) else None
+    if isinstance(wanted, list) and len(wanted) > len(loaded.outputs):
+        raise _bad_request(
+            f"{len(wanted)} outputs are asked for, but the model gives"
+            f" {len(loaded.outputs)}: ask for each of {list(loaded.outputs)}"
+            " at most once"
+        )
+
+
 @router.post(
-    "/models/{name}/infer", responses=BAD_REQUEST, response_model_exclude_none=True
+    "/models/{name}/infer",
+    responses=BAD_REQUEST,
+    response_model_exclude_none=True,
+    dependencies=[Depends(_outputs_within_model)],
 )
 async def infer(
     name: str, body: InferenceRequest, request: Request
@@ -309,6 +360,7 @@ async def infer(
     "/models/{name}/versions/{version}/infer",
     responses=BAD_REQUEST,
     response_model_exclude_none=True,
+    dependencies=[Depends(_outputs_within_model)],
 )
 async def infer_version(
     name: str, version: str, body: InferenceRequest, request: Request
@@ -330,15 +382,25 @@ def _is_infer(route: BaseRoute) -> bool:
 # --- helpers ------------------------------------------------------------------
 
 
-def _error(status_code: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": _shorten(message)}, status_code)
+def serves(scope: Scope) -> bool:
+    """Whether a request is the protocol's: its path is under /v2."""
+    path: str = scope["path"].removeprefix(scope.get("root_path", ""))
+    return path == PREFIX or path.startswith(f"{PREFIX}/")
+
+
+def error_response(
+    status_code: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An answer in the protocol's shape, ``{"error": message}``, cut short."""
+    return JSONResponse({"error": _shorten(message)}, status_code, headers)
 
 
 def _describe(errors: Any) -> str:
     """Pydantic's errors as one line: where each is, and what is wrong there."""
     shown, more = first_errors(errors)
     described = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        f"{'.'.join(_shorten(str(part), MAX_LOCATION_TEXT) for part in error['loc'])}:"
+        f" {error['msg']}"
         + (f" ({error['ctx']['error']})" if "error" in error.get("ctx", {}) else "")
         for error in shown
     )
@@ -347,18 +409,14 @@ def _describe(errors: Any) -> str:
     return described
 
 
-def _shorten(text: str) -> str:
-    return text[:MAX_ERROR_TEXT] + "..." if len(text) > MAX_ERROR_TEXT else text
+def _shorten(text: str, most: int = MAX_ERROR_TEXT) -> str:
+    return text[:most] + "..." if len(text) > most else text
 
 
 def _served_model(
     request: Request, name: str, version: str | None = None
 ) -> model.Model:
-    loaded: model.Model | None = request.app.state.model
-    if loaded is None:
-        raise ProtocolError(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "The model is not loaded yet."
-        )
+    loaded = current_model(request)
     if name != loaded.name:
         raise ProtocolError(
             status.HTTP_404_NOT_FOUND,

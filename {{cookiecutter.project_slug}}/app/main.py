@@ -19,7 +19,7 @@ from fastapi import (
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +33,7 @@ from app.deps import (
     ModelDep,
     ModelRoute,
     declare_security,
+    is_ready,
 )
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
@@ -134,6 +135,7 @@ def create_app(
         exception_handlers={
             RequestValidationError: _validation_error,
             StarletteHTTPException: _http_error,
+            Exception: _server_error,
         },
     )
     app.state.settings = settings
@@ -205,6 +207,13 @@ def _shorten(value: str | int) -> str | int:
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    # Under /v2 every answer takes the inference protocol's shape, also where no
+    # route of it runs: a path it does not have (404), a method a path does not
+    # take (405), a body over the limit that came without a length (413).
+    if inference_protocol.serves(request.scope):
+        return inference_protocol.error_response(
+            error.status_code, str(error.detail), error.headers
+        )
     # The routes raise no 400 themselves: FastAPI answers it to a body it cannot
     # parse as JSON, such as invalid UTF-8, an integer too long to read or
     # arrays nested too deep. That is malformed JSON like any other: answer 422.
@@ -213,6 +222,17 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
         detail = [{"loc": ["body"], "msg": message, "type": "json_invalid"}]
         return JSONResponse({"detail": detail}, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return await http_exception_handler(request, error)
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    # What Starlette answers to an exception no handler took, which it then
+    # raises again for the server to log; under /v2, in the protocol's shape.
+    message = "Internal Server Error"
+    if inference_protocol.serves(request.scope):
+        return inference_protocol.error_response(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, message
+        )
+    return PlainTextResponse(message, status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
 async def _predict_in_batch(
@@ -300,7 +320,7 @@ async def live() -> HealthStatus:
 )
 async def ready(request: Request, response: Response) -> HealthStatus:
     """The model is loaded and predictions can be served."""
-    if request.app.state.model is None:
+    if not is_ready(request):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return HealthStatus(status="loading")
     return HealthStatus(status="ready")

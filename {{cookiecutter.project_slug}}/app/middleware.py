@@ -18,6 +18,7 @@ from starlette.datastructures import Headers
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE, HTTP_503_SERVICE_UNAVAILABLE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import inference_protocol
 from app.logs import request_id
 from app.observers import RequestObserver
 
@@ -70,9 +71,7 @@ class RequestContextMiddleware:
             # 503, rather than let uvicorn log a traceback and send a 500.
             if status:  # the response has started: too late to answer
                 raise
-            response = JSONResponse(
-                {"detail": SHUTTING_DOWN}, HTTP_503_SERVICE_UNAVAILABLE
-            )
+            response = _error(scope, HTTP_503_SERVICE_UNAVAILABLE, SHUTTING_DOWN)
             await response(scope, receive, send_with_id)
         finally:
             status = status or 500  # what uvicorn answers to an exception
@@ -178,7 +177,7 @@ class BodySizeLimitMiddleware:
         if length is None:
             receive = self._counting(receive)
         elif length > self.max_body_bytes:
-            response = JSONResponse({"detail": TOO_LARGE}, HTTP_413_CONTENT_TOO_LARGE)
+            response = _error(scope, HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -196,6 +195,14 @@ class BodySizeLimitMiddleware:
             return message
 
         return receive_within_limit
+
+
+def _error(scope: Scope, status: int, message: str) -> JSONResponse:
+    """An error answered here rather than by a route: in the shape of the
+    inference protocol under /v2, and of FastAPI elsewhere."""
+    if inference_protocol.serves(scope):
+        return inference_protocol.error_response(status, message)
+    return JSONResponse({"detail": message}, status)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,3 +1,4 @@
+import asyncio
 import json
 from typing import Any
 
@@ -6,7 +7,9 @@ from fastapi.testclient import TestClient
 
 from app import DISTRIBUTION
 from app.config import Settings
+from app.inference_protocol import MAX_ID_LENGTH
 from app.main import create_app
+from app.middleware import RequestContextMiddleware
 from app.model import Features
 from tests.conftest import FEATURE_NAMES, FIRST, LAST, approximately
 from tests.conftest import MODEL as SERVED
@@ -15,6 +18,7 @@ MODEL = SERVED.name
 VERSION = SERVED.version
 INFER = f"/v2/models/{MODEL}/infer"
 N_FEATURES = len(FEATURE_NAMES)
+OUTPUTS = list(SERVED.outputs)
 VALUES = list(FIRST.features.values())
 # Values just outside the bounds Features declares for its last field.
 BOUNDS = Features.model_json_schema()["properties"][FEATURE_NAMES[-1]]
@@ -237,11 +241,19 @@ MALFORMED = {
     ),
     # A name asked for twice would repeat its tensor in the answer.
     "repeated-output": (
+        {"inputs": [features(FIRST.features)], "outputs": [{"name": OUTPUTS[0]}] * 2},
+        "at most once",
+    ),
+    "more-outputs-than-the-model-gives": (
         {
             "inputs": [features(FIRST.features)],
-            "outputs": [{"name": name} for name in [*SERVED.outputs] * 2],
+            "outputs": [{"name": OUTPUTS[0]}] * (len(OUTPUTS) + 1),
         },
-        "is asked for more than once",
+        f"{len(OUTPUTS) + 1} outputs are asked for",
+    ),
+    "id-too-long": (
+        {"id": "i" * (MAX_ID_LENGTH + 1), "inputs": [features(FIRST.features)]},
+        f"body.id: String should have at most {MAX_ID_LENGTH} characters",
     ),
     "datatype": (tensor_with(datatype="INT64"), "datatype 'INT64'"),
     "shape-rank": (
@@ -254,6 +266,19 @@ MALFORMED = {
     ),
     "shape-no-rows": (tensor_with(shape=[0, N_FEATURES], data=[]), "N >= 1"),
     "shape-not-a-list": (tensor_with(shape="1x4"), "body.inputs.0.shape"),
+    # The protocol's shape is a list of integers: nothing is read as one.
+    "shape-of-strings": (
+        tensor_with(shape=["1", str(N_FEATURES)]),
+        "body.inputs.0.shape.0: Input should be a valid integer",
+    ),
+    "shape-of-floats": (
+        tensor_with(shape=[1.0, float(N_FEATURES)]),
+        "body.inputs.0.shape.0: Input should be a valid integer",
+    ),
+    "shape-of-booleans": (
+        tensor_with(shape=[True, N_FEATURES]),
+        "body.inputs.0.shape.0: Input should be a valid integer",
+    ),
     "data-too-short": (
         tensor_with(data=VALUES[:-1]),
         f"has {N_FEATURES - 1} values",
@@ -345,19 +370,135 @@ def test_infer_over_batch_limit_is_refused_before_its_values_are_read() -> None:
     }
 
 
-def test_infer_body_over_limit_is_413() -> None:
+def test_infer_refuses_more_outputs_than_the_model_gives_before_reading_them(
+    client: TestClient,
+) -> None:
+    outputs = [{"name": 0}] * (len(OUTPUTS) + 1)  # not even names
+    response = client.post(
+        INFER, json={"inputs": [features(FIRST.features)], "outputs": outputs}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": f"{len(OUTPUTS) + 1} outputs are asked for, but the model gives"
+        f" {len(OUTPUTS)}: ask for each of {OUTPUTS} at most once"
+    }
+
+
+def test_infer_returns_an_id_as_long_as_the_limit(client: TestClient) -> None:
+    request_id = "i" * MAX_ID_LENGTH
+    response = client.post(
+        INFER, json={"id": request_id, "inputs": [features(FIRST.features)]}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == request_id
+
+
+def test_infer_error_shortens_each_part_of_its_location(client: TestClient) -> None:
+    # The name of an unknown field comes from the client: shortened, it leaves
+    # room for what is wrong.
+    response = client.post(INFER, json=tensor_with(**{"k" * 5000: 1}))
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": f"body.inputs.0.{'k' * 100}...: Extra inputs are not permitted"
+    }
+
+
+def chunks(body: dict[str, Any]) -> Any:
+    """The body as JSON, sent in chunks without a Content-Length."""
+    yield json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("sent", [json.dumps, chunks], ids=["length", "no-length"])
+def test_infer_body_over_limit_is_413_in_the_protocols_shape(sent: Any) -> None:
     settings = Settings(_env_file=None, max_body_bytes=64)
+    body = {"inputs": [features(FIRST.features, LAST.features)]}
     with TestClient(create_app(settings)) as client:
-        response = client.post(
-            INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
-        )
+        response = client.post(INFER, content=sent(body))
     assert response.status_code == 413, response.text
+    assert response.json() == {"error": "Content Too Large"}
 
 
-def test_other_routes_keep_their_own_errors(client: TestClient) -> None:
-    response = client.post("/predict", json={})
-    assert response.status_code == 422, response.text
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", INFER, 405, "Method Not Allowed"),
+        ("POST", "/v2/health/live", 405, "Method Not Allowed"),
+        ("GET", "/v2/nothing", 404, "Not Found"),
+        ("GET", f"/v2/models/{MODEL}/labels", 404, "Not Found"),
+    ],
+)
+def test_paths_and_methods_the_protocol_lacks_are_answered_in_its_shape(
+    client: TestClient, method: str, path: str, status: int, error: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status, response.text
+    assert response.json() == {"error": error}
+
+
+def test_infer_failing_model_is_500_in_the_protocols_shape(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any) -> Any:
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(SERVED, "predict_batch", fail)
+    # Through the batcher, which says the model failed; and without it, where
+    # the exception reaches the app's last handler.
+    unbatched = Settings(_env_file=None, batch_max_size=1)
+    for served, message in ((settings, "Prediction failed"), (unbatched, "Internal")):
+        app = create_app(served, SERVED)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            body = {"inputs": [features(FIRST.features)]}
+            response = client.post(INFER, json=body)
+            assert response.status_code == 500, response.text
+            assert list(response.json()) == ["error"]
+            assert response.json()["error"].startswith(message)
+            body = {"instances": [FIRST.features]}
+            response = client.post("/predict/batch", json=body)
+            assert response.status_code == 500, response.text
+            assert response.text == "Internal Server Error"
+
+
+def test_infer_stalled_at_shutdown_is_503_in_the_protocols_shape() -> None:
+    async def stalled(*args: Any) -> None:
+        raise asyncio.CancelledError  # as uvicorn cancels it at the deadline
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": INFER, "headers": []}
+    asyncio.run(RequestContextMiddleware(stalled)(scope, receive, send))
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"]) == {"error": "The service is shutting down"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "answer"),
+    [
+        ("POST", "/predict", {}, 422, None),
+        ("GET", "/predict", None, 405, {"detail": "Method Not Allowed"}),
+        ("GET", "/nothing", None, 404, {"detail": "Not Found"}),
+        ("GET", "/v2nothing", None, 404, {"detail": "Not Found"}),
+    ],
+)
+def test_other_routes_keep_their_own_errors(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    answer: dict[str, Any] | None,
+) -> None:
+    response = client.request(method, path, json=body)
+    assert response.status_code == status, response.text
     assert "detail" in response.json()
+    if answer is not None:
+        assert response.json() == answer
 
 
 def test_openapi_describes_the_protocol(client: TestClient) -> None:

@@ -218,6 +218,7 @@ def test_request_body_over_limit_is_413() -> None:
             "/predict/batch", json={"instances": [FIRST.features] * 2}
         )
     assert response.status_code == 413, response.text
+    assert response.json() == {"detail": "Content Too Large"}
 
 
 def test_cors_is_off_by_default(client: TestClient) -> None:

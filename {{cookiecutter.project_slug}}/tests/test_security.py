@@ -193,3 +193,32 @@ def test_a_key_file_is_checked_at_start_up(tmp_path: Path) -> None:
     [line] = describe_errors(caught.value)
     assert "line 3 (batch): the key is shorter than 16 characters" in line
     assert "tooshort" not in line
+
+
+def test_the_inference_protocol_takes_a_key_for_its_model_routes(
+    keyed: TestClient,
+) -> None:
+    name, version = MODEL.name, MODEL.version
+    tensor = {
+        "name": "features",
+        "shape": [1, len(FIRST.features)],
+        "datatype": "FP32",
+        "data": list(FIRST.features.values()),
+    }
+    routes = [
+        ("POST", f"/v2/models/{name}/infer", {"inputs": [tensor]}),
+        ("POST", f"/v2/models/{name}/versions/{version}/infer", {"inputs": [tensor]}),
+        ("GET", f"/v2/models/{name}", None),
+        ("GET", f"/v2/models/{name}/versions/{version}/ready", None),
+    ]
+    for method, path, body in routes:
+        response = keyed.request(method, path, json=body)
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert list(response.json()) == ["error"]
+        response = keyed.request(
+            method, path, json=body, headers={"authorization": f"Bearer {BILLING}"}
+        )
+        assert response.status_code == 200, response.text
+    for path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+        assert keyed.get(path).status_code == 200, path
