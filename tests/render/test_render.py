@@ -52,6 +52,8 @@ DEFAULT_FILES = [
     "app/prediction_metrics.py",
     "app/schemas.py",
     "app/train.py",
+    "monitoring/prometheus/rules.test.yml",
+    "monitoring/prometheus/rules.yml",
     "pyproject.toml",
     "tests/__init__.py",
     "tests/conftest.py",
