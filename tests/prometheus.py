@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,11 +140,19 @@ def _ready(server: Prometheus, process: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.25) -> None:
-    """Poll ``condition()`` until it is true; fail naming ``what`` at ``timeout``."""
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.25,
+) -> None:
+    """Poll ``condition()`` until it is true; fail at ``timeout`` saying ``what``
+    (or what ``what()`` says then) is missing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    raise AssertionError(
+        f"not within {timeout} s: {what if isinstance(what, str) else what()}"
+    )

@@ -117,10 +117,15 @@ def test_prometheus_evaluates_the_rules_against_a_real_server(
 
             # Each recording rule has a value: the names, labels and label
             # values it reads are the ones the service exposes.
-            def recorded() -> bool:
-                return all(prometheus.query(record) for record in records)
+            def unrecorded() -> str:
+                empty = [record for record in records if not prometheus.query(record)]
+                return f"a value for each recording rule; none for {empty}"
 
-            wait_for(recorded, TIMEOUT, f"a value for each of {records}")
+            wait_for(
+                lambda: all(prometheus.query(record) for record in records),
+                TIMEOUT,
+                unrecorded,
+            )
             # A rate needs an increase between two scrapes: the series exist
             # now, and the first scrape of each is in.
             drive(server.url)
