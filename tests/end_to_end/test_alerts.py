@@ -135,7 +135,7 @@ def test_prometheus_evaluates_the_rules_against_a_real_server(
             [limit] = prometheus.query(f'http_requests_in_flight_limit{{job="{job}"}}')
             assert float(limit["value"][1]) == LIMIT
 
-            # The model failed on 3 of 27 requests: those two alerts start.
+            # The model failed on 3 of every 26 requests: those two alerts start.
             wait_for(
                 lambda: firing_or_pending(prometheus) >= MODEL_FAILURE_ALERTS,
                 TIMEOUT,
