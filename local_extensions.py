@@ -78,8 +78,14 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
         "app/prediction_metrics.py",
         "tests/test_metrics.py",
         "tests/test_prediction_metrics.py",
+        "monitoring",
     ),
     "include_kubernetes": ("deploy", "tests/test_deploy.py"),
+}
+# Options -> paths that exist only when all of them are on: the post-gen hook
+# removes them when one is off, unless the other's paths took them already.
+JOINT_PATHS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("include_kubernetes", "include_metrics"): ("deploy/kubernetes/monitoring",),
 }
 # The license texts LICENSE is rendered from; no LICENSE at all for this one.
 LICENSE_TEXTS = "_licenses"
@@ -211,15 +217,26 @@ def pruned_paths(answers: Mapping[str, Any]) -> list[str]:
     """The paths the post-gen hook removes for these answers."""
 
     def paths() -> Iterator[str]:
-        for option, optional in OPTIONAL_PATHS.items():
-            if not answers[option]:
-                yield from optional
+        pruned = [
+            path
+            for option, optional in OPTIONAL_PATHS.items()
+            if not answers[option]
+            for path in optional
+        ]
+        yield from pruned
+        for options, joint in JOINT_PATHS.items():
+            if not all(answers[option] for option in options):
+                yield from (path for path in joint if not _within(path, pruned))
         if answers["license"] == NO_LICENSE:
             yield "LICENSE"
         yield LICENSE_TEXTS
         yield TASK_FILES
 
     return list(paths())
+
+
+def _within(path: str, parents: list[str]) -> bool:
+    return any(Path(path).is_relative_to(parent) for parent in parents)
 
 
 def pruned_paths_json(answers: Mapping[str, Any]) -> str:

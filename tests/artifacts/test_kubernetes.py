@@ -381,6 +381,8 @@ def deploy_files(project: BakedProject) -> list[str]:
 
 
 def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
+    # The rules for the Prometheus Operator come with include_metrics.
+    with_metrics = project.has_file("app/metrics.py")
     assert deploy_files(project) == sorted(
         f"{MANIFESTS.as_posix()}/{name}"
         for name in (
@@ -390,6 +392,7 @@ def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
             KUSTOMIZATION,
             "pdb.yaml",
             "service.yaml",
+            *(["monitoring/prometheusrule.yaml"] if with_metrics else []),
         )
     )
     for relative in deploy_files(project):

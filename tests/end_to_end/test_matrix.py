@@ -107,14 +107,7 @@ def ruff_findings(renders: dict[str, BakedProject]) -> dict[Path, list[str]]:
 
 
 def expected_files(every_file: list[str], answers: dict[str, Any]) -> list[str]:
-    pruned = [
-        path
-        for option, paths in rules.OPTIONAL_PATHS.items()
-        if not answers[option]
-        for path in paths
-    ]
-    if answers["license"] == "Proprietary":
-        pruned.append("LICENSE")
+    pruned = rules.pruned_paths(answers)
     return [
         file
         for file in every_file

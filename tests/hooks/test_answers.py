@@ -176,10 +176,21 @@ def test_pruned_paths_follow_the_options_and_license() -> None:
     assert rules.pruned_paths(on) == ["_licenses", "_tasks"]
 
 
+def test_joint_paths_are_pruned_when_one_of_their_options_is_off() -> None:
+    on = VALID_ANSWERS | dict.fromkeys(rules.OPTIONAL_PATHS, True)
+    rule = "deploy/kubernetes/monitoring"
+    assert rule in rules.pruned_paths(on | {"include_metrics": False})
+    # With Kubernetes off, all of deploy/ goes, and the rule with it.
+    off = rules.pruned_paths(on | {"include_kubernetes": False})
+    assert "deploy" in off
+    assert rule not in off
+    assert rule not in rules.pruned_paths(on)
+
+
 def test_optional_paths_exist_in_the_template_or_in_every_task() -> None:
     project = TEMPLATE / "{{cookiecutter.project_slug}}"
     tasks = [project / rules.TASK_FILES / task for task in DEFAULTS["model_task"]]
-    for paths in rules.OPTIONAL_PATHS.values():
+    for paths in [*rules.OPTIONAL_PATHS.values(), *rules.JOINT_PATHS.values()]:
         for path in paths:
             in_tasks = [(task / path).exists() for task in tasks]
             assert (project / path).exists() or all(in_tasks), path

@@ -54,6 +54,8 @@ DEFAULT_FILES = [
     "app/schemas.py",
     "app/security.py",
     "app/train.py",
+    "monitoring/prometheus/rules.test.yml",
+    "monitoring/prometheus/rules.yml",
     "pyproject.toml",
     "tests/__init__.py",
     "tests/conftest.py",

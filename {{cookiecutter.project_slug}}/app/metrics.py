@@ -1,4 +1,5 @@
-"""Prometheus metrics at ``GET /metrics``: requests, latencies and batches.
+"""Prometheus metrics at ``GET /metrics``: requests, latencies, requests in
+flight and batches.
 
 What the model predicts is recorded by ``app.prediction_metrics``.
 
@@ -14,12 +15,14 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from app.middleware import RequestContextMiddleware
 from app.observers import Observers
 from app.prediction_metrics import PredictionMetrics
 
@@ -122,9 +125,45 @@ class RequestMetrics:
         return self._series[key]
 
 
+class InFlightMetrics:
+    """Report the requests being answered, against the most uvicorn lets in.
+
+    The request middleware counts them already; the gauge reads its count when
+    Prometheus scrapes (the scrape is one of them), so a request pays nothing
+    more for it.
+    """
+
+    def __init__(self, registry: CollectorRegistry, app: FastAPI) -> None:
+        self.app = app
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being answered, this scrape included.",
+            registry=registry,
+        )
+        self.in_flight.set_function(self.count)
+        self.limit = Gauge(
+            "http_requests_in_flight_limit",
+            "Open connections and requests beyond which uvicorn answers 503"
+            " (APP_LIMIT_CONCURRENCY).",
+            registry=registry,
+        )
+        self.limit.set(app.state.settings.limit_concurrency)
+
+    def count(self) -> float:
+        # The middleware is made when the app serves its first request (this
+        # scrape, at the latest), outermost but for Starlette's error handler.
+        layer = self.app.middleware_stack
+        while layer is not None:
+            if isinstance(layer, RequestContextMiddleware):
+                return layer.request_log.in_flight
+            layer = getattr(layer, "app", None)
+        return 0
+
+
 def instrument(app: FastAPI) -> None:
     """Serve /metrics, and record what the app's observers are told of."""
     registry = CollectorRegistry()
+    InFlightMetrics(registry, app)
     observers: Observers = app.state.observers
     observers.requests.append(RequestMetrics(registry, app.router.routes))
     observers.batches.append(BatchMetrics(registry))

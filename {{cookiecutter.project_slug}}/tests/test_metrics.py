@@ -1,6 +1,9 @@
+import asyncio
 import re
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.types import Message, Scope
 
 from app.config import Settings
 from app.main import create_app
@@ -103,3 +106,62 @@ def test_metrics_count_invented_methods_as_other(client: TestClient) -> None:
     assert "FOO" not in metrics
     count = "http_requests_total"
     assert sample(metrics, count, method="other", route="/predict", status="405") == 3
+
+
+def http_scope(method: str, path: str) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "server": ("testserver", 80),
+        "client": ("testclient", 50000),
+    }
+
+
+async def scrape(app: FastAPI) -> str:
+    sent: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message.get("body", b""))
+
+    await app(http_scope("GET", "/metrics"), receive, send)
+    return b"".join(sent).decode()
+
+
+def test_metrics_report_requests_in_flight_against_the_concurrency_limit() -> None:
+    app = create_app(Settings(_env_file=None, limit_concurrency=64), MODEL)
+
+    async def scrapes_around_an_upload() -> tuple[str, str]:
+        body_sent = asyncio.Event()
+
+        async def receive_when_sent() -> Message:
+            await body_sent.wait()
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def discard(message: Message) -> None:
+            pass
+
+        upload = asyncio.create_task(
+            app(http_scope("POST", "/predict"), receive_when_sent, discard)
+        )
+        await asyncio.sleep(0.01)  # the upload is in, waiting for its body
+        during = await scrape(app)
+        body_sent.set()
+        await upload
+        return during, await scrape(app)
+
+    during, after = asyncio.run(scrapes_around_an_upload())
+    # Each scrape counts itself.
+    assert sample(during, "http_requests_in_flight") == 2
+    assert sample(after, "http_requests_in_flight") == 1
+    assert sample(after, "http_requests_in_flight_limit") == 64
