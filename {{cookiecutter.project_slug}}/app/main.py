@@ -145,7 +145,7 @@ def create_app(
     app.state.batcher = None
     app.state.observers = Observers()
     # Counts the requests in flight, which the batcher weighs.
-    request_log = RequestLog()
+    app.state.request_log = request_log = RequestLog()
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if app.state.api_keys.enabled and settings.api_keys_also_for:
         app.add_middleware(KeyRequiredMiddleware, paths=settings.api_keys_also_for)

@@ -22,7 +22,6 @@ from prometheus_client import (
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from app.middleware import RequestContextMiddleware
 from app.observers import Observers
 from app.prediction_metrics import PredictionMetrics
 
@@ -150,14 +149,7 @@ class InFlightMetrics:
         self.limit.set(app.state.settings.limit_concurrency)
 
     def count(self) -> float:
-        # The middleware is made when the app serves its first request (this
-        # scrape, at the latest), outermost but for Starlette's error handler.
-        layer = self.app.middleware_stack
-        while layer is not None:
-            if isinstance(layer, RequestContextMiddleware):
-                return layer.request_log.in_flight
-            layer = getattr(layer, "app", None)
-        return 0
+        return float(self.app.state.request_log.in_flight)
 
 
 def instrument(app: FastAPI) -> None:
