@@ -23,6 +23,8 @@ import argparse
 import contextlib
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,7 @@ LOG_PROBE_REQUESTS = 20
 PEER_REQUIREMENTS = {
     "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0"],
     "kserve": ["kserve==0.21.0"],
+    "litserve": ["litserve==0.2.19"],
 }
 # MLServer batches only when both are set, and only with max_batch_time > 0.
 ADAPTIVE_BATCHING = {"max_batch_size": 64, "max_batch_time": 0.001}
@@ -136,12 +139,21 @@ def started(peer: Peer, log: Path) -> Iterator[Running]:
                 time.sleep(0.05)
             yield Running(url, port, process, time.perf_counter() - began)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server and whatever processes it started (LitServe starts two)."""
+    tree = list(run.process_tree(process.pid))[1:]
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def is_ready(url: str) -> bool:
@@ -161,9 +173,10 @@ def virtualenv(workdir: Path, name: str, requirements: Sequence[str]) -> Path:
     wanted = "\n".join(requirements) + "\n"
     if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
-    run.run_checked([sys.executable, "-m", "venv", "--clear", venv], workdir)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    run.run_checked([sys.executable, "-m", "venv", "--clear", venv], venv.parent)
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run.run_checked([*pip, *requirements], workdir)
+    run.run_checked([*pip, *requirements], venv.parent)
     marker.write_text(wanted)
     return python
 
@@ -306,6 +319,29 @@ def peers_and_rows(
                 ("v1", f"/v1/models/{names[model]}:predict"),
                 ("v2", v2(model)),
             )
+    if "litserve" in chosen:
+        litserve = virtualenv(
+            workdir, "litserve", [*PEER_REQUIREMENTS["litserve"], runtime]
+        )
+        for model, path in models.items():
+            key = f"litserve-{model}"
+
+            def serve(port: int, path: Path = path) -> list[str]:
+                script = HERE / "litserve_server.py"
+                return [str(litserve), str(script), str(path), str(port)]
+
+            peers.append(
+                Peer(
+                    key,
+                    serve,
+                    workdir,
+                    "/health",
+                    lambda port: {"PYTHONPATH": str(HERE)},
+                    "access log (uvicorn's, at INFO)",
+                )
+            )
+            label = "LitServe 0.2.19 (API and inference processes)"
+            add_rows(key, label, model, ("predict", "/predict"))
     order = {"c64-iris": 0, "c64-heavy": 1, "c1-heavy": 2}
     rows.sort(key=lambda row: order[f"c{row.connections}-{row.model}"])
     return peers, rows
@@ -512,7 +548,7 @@ def format_report(
             lines.append(
                 f"| {row.name} | {s['rps']:.0f} | {by_round} | {s['rps_per_cpu']:.0f}"
                 f" | {s['p50_ms']:.2f} | {s['p99_ms']:.1f} | {s['errors']}"
-                f" | {versus} | {per_cpu} | {logs[row.key]:g} |"
+                f" | {versus} | {per_cpu} | {logs[row.key]:.2g} |"
             )
     return "\n".join(lines).strip()
 
@@ -539,7 +575,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--peers",
-        default="service,bare,mlserver,kserve",
+        default="service,bare,mlserver,kserve,litserve",
         help="comma-separated subset of: %(default)s",
     )
     parser.add_argument(
