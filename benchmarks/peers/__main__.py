@@ -255,7 +255,7 @@ def peers_and_rows(
                     project,
                     "/health/ready",
                     env,
-                    "one JSON line per request (APP_LOG_LEVEL=info)",
+                    "one line per request (APP_LOG_LEVEL=info)",
                 )
             )
             add_rows(key, "service", model, ("predict", "/predict"), ("v2", v2(model)))
@@ -410,6 +410,7 @@ def check_answer(row: Row, url: str, expected: tuple[str, list[float]]) -> None:
 
 def log_lines_per_request(row: Row, url: str, log: Path) -> float:
     """How many lines the server writes to its log for one request of this row."""
+    time.sleep(0.3)  # a line is written after its answer: the check's, for one
     before = len(log.read_bytes().splitlines())
     for _ in range(LOG_PROBE_REQUESTS):
         http("POST", url + row.path, body(row.protocol))
