@@ -4,9 +4,9 @@ From the repository root, with ``wrk`` on the PATH and an installed render::
 
     python -m benchmarks.peers --project ../iris-classifier --rounds 4
 
-The peers, MLServer and KServe, each run the same ONNX files as the service
+The peers (MLServer, KServe, LitServe) run the same ONNX files as the service
 (the render's Iris sample and benchmarks/heavy/build.py's MLP) in ONNX Runtime
-with one thread, one process each. Each is installed by this command, when it
+with one thread, one process each (LitServe: two). Each is installed when it
 runs, into its own virtualenv under ``--workdir`` (kept between runs), with the
 ONNX Runtime version of the render. All servers run at once; a round loads each
 row in turn, a slice at a time, as ``benchmarks.run`` does, and reuses its wrk
