@@ -316,6 +316,7 @@ class Server:
     env: Callable[[int], dict[str, str]] = field(default=lambda port: {})
     path: str = "/predict"
     batch: int | None = None
+    script: Path = WRK_SCRIPT  # the wrk script that writes the body
 
     @property
     def name(self) -> str:
@@ -349,9 +350,15 @@ def check_answers(server: Server, url: str) -> None:
         raise SystemExit(f"{server.name}: POST {server.path} -> {status} {answer}")
 
 
-def wrk(url: str, options: argparse.Namespace, seconds: float, batch: int | None):
+def wrk(
+    url: str,
+    options: argparse.Namespace,
+    seconds: float,
+    batch: int | None,
+    script: Path = WRK_SCRIPT,
+):
     command = ["wrk", f"-t{options.threads}", f"-c{options.connections}"]
-    command += [f"-d{seconds:g}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), url]
+    command += [f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script), url]
     result = subprocess.run(
         command,
         capture_output=True,
@@ -386,7 +393,7 @@ def measure_slice(
     pid = live.process.pid
     user0, system0 = tree_cpu_seconds(pid)
     busy0, wrk0 = machine_busy_seconds(), children_cpu_seconds()
-    result = wrk(live.url + server.path, options, seconds, server.batch)
+    result = wrk(live.url + server.path, options, seconds, server.batch, server.script)
     busy1, wrk1 = machine_busy_seconds(), children_cpu_seconds()
     user1, system1 = tree_cpu_seconds(pid)
     server_s = (user1 - user0) + (system1 - system0)
