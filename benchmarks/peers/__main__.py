@@ -195,7 +195,8 @@ def model_name(project: Path, path: Path) -> str:
 
 
 def heavy_artifact(project: Path, workdir: Path) -> Path:
-    """benchmarks/heavy/build.py's MLP, with the metadata the service verifies."""
+    """benchmarks/heavy/build.py's MLP, signed with the metadata the service
+    verifies (build.py does it with the render's own app.artifact)."""
     models = workdir / "models"
     models.mkdir(parents=True, exist_ok=True)
     python = project / ".venv" / "bin" / "python"
@@ -203,18 +204,9 @@ def heavy_artifact(project: Path, workdir: Path) -> Path:
         project_python(project, "import onnx")
     except SystemExit:
         run.run_checked([python, "-m", "pip", "install", "--quiet", "onnx"], project)
-    run.run_checked([python, run.HEAVY_DIR / "build.py", models / "mlp.onnx"], project)
-    run.run_checked(
-        [
-            python,
-            HERE / "heavy_artifact.py",
-            models / "mlp.onnx",
-            models / "heavy.onnx",
-        ],
-        project,
-        {"PYTHONPATH": str(project)},
-    )
-    return models / "heavy.onnx"
+    heavy = models / "heavy.onnx"
+    run.run_checked([python, run.HEAVY_DIR / "build.py", heavy, project], project)
+    return heavy
 
 
 def peers_and_rows(
