@@ -62,6 +62,7 @@ DEFAULT_FILES = [
     "tests/test_artifact.py",
     "tests/test_batching.py",
     "tests/test_config.py",
+    "tests/test_deps.py",
     "tests/test_inference_protocol.py",
     "tests/test_logs.py",
     "tests/test_main.py",

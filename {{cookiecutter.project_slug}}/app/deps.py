@@ -7,6 +7,7 @@ A check that belongs to every model route (the API key is one) goes into
 """
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import model
 from app.batching import Batcher
 from app.config import Settings
+from app.observers import Observers
 from app.security import ApiKeys
 
 # The ways a client may send its key, as the OpenAPI document declares them,
@@ -26,6 +28,9 @@ SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+BUSY = "The service is at capacity: retry later."
+# Seconds a client turned away is told to wait.
+RETRY_AFTER = "1"
 NO_KEY = (
     "A valid API key is required: send it as 'Authorization: Bearer <key>'"
     " or as 'X-API-Key: <key>'."
@@ -89,32 +94,57 @@ BatcherDep = Annotated[Batcher | None, Depends(get_batcher)]
 CallerDep = Annotated[str | None, Depends(get_caller)]
 
 
-class ModelRoute(APIRoute):
-    """A model route: the caller's key is checked before its body is read.
+@dataclass
+class Admission:
+    """The requests to the model's routes in flight, and how many may be."""
 
-    FastAPI reads a body before it solves a route's dependencies; checking the
-    key first means a client without one costs the service no body at all.
+    limit: int
+    in_flight: int = 0
+
+
+class ModelRoute(APIRoute):
+    """A model route: the caller's key is checked, and a request beyond the
+    service's capacity turned away, before its body is read.
+
+    FastAPI reads a body before it solves a route's dependencies; checking
+    first means a client without a key, or one the service has no room for,
+    costs it no body at all.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        if self.needs_key():
+        if self.serves_model():
             self.openapi_extra = {"security": SECURITY, **(self.openapi_extra or {})}
 
-    def needs_key(self) -> bool:
-        """Whether this route takes a key (when keys are on)."""
+    def serves_model(self) -> bool:
+        """Whether this route serves the model: it takes a key (when keys are
+        on) and room in the service."""
         return True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
-        if not self.needs_key():
+        if not self.serves_model():
             return handle
 
-        async def handle_with_key(request: Request) -> Response:
+        async def handle_if_let_in(request: Request) -> Response:
             get_caller(request)
-            return await handle(request)
+            admission: Admission = request.app.state.admission
+            if admission.in_flight >= admission.limit:
+                observers: Observers = request.app.state.observers
+                for observe in observers.sheds:
+                    observe(request.scope)
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    BUSY,
+                    headers={"Retry-After": RETRY_AFTER},
+                )
+            admission.in_flight += 1
+            try:
+                return await handle(request)
+            finally:
+                admission.in_flight -= 1
 
-        return handle_with_key
+        return handle_if_let_in
 
 
 class KeyRequiredMiddleware:

@@ -17,13 +17,22 @@ that never ends would grow memory without bound. Here:
 Each refusal closes the connection. uvicorn then tells the app the client has
 gone (``receive()`` returns ``http.disconnect``), as it does when a client
 leaves, so the request ends and frees its slot.
+
+Beyond ``limit_concurrency``, uvicorn's own 503 says when to come back
+(``Retry-After``), as the service's does when its model routes are full.
 """
 
 import asyncio
 from collections.abc import Iterator
 
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable
+from uvicorn._types import Scope as UvicornScope
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 REQUEST_TIMEOUT = (
@@ -33,6 +42,30 @@ HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-length: 0\r\nconnection: close\r\n\r\n"
 )
+# Seconds a client turned away is told to wait, as the app's own 503 says.
+RETRY_AFTER = b"1"
+
+
+async def service_unavailable_retry_later(
+    scope: UvicornScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
+    """uvicorn's answer beyond limit_concurrency, with Retry-After."""
+    body = b"Service Unavailable"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", RETRY_AFTER),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 # The empty line that ends a head. httptools (llhttp) refuses bare line feeds,
 # so this is the only way a head can end.
 HEAD_END = b"\r\n\r\n"
@@ -109,6 +142,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes = -self.piece_body_bytes
         if self.deadline is None:
             self._arm(self.timeout_keep_alive)
+
+    def _start_asgi_task(
+        self, cycle: RequestResponseCycle, app: ASGI3Application
+    ) -> None:
+        if app is service_unavailable:  # over limit_concurrency
+            app = service_unavailable_retry_later
+        super()._start_asgi_task(cycle, app)
 
     def on_headers_complete(self) -> None:
         size = (self.head_bytes or 0) + self.piece_bytes  # it ends with the piece

@@ -68,7 +68,7 @@ class ProtocolRoute(ModelRoute):
     """A route whose errors take the protocol's shape, and 400 for bad bodies;
     a model's route takes a key, as the service's model routes do."""
 
-    def needs_key(self) -> bool:
+    def serves_model(self) -> bool:
         return self.path.startswith(f"{PREFIX}/models/")
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -28,6 +28,7 @@ from app import DISTRIBUTION, inference_protocol, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.deps import (
+    Admission,
     BatcherDep,
     KeyRequiredMiddleware,
     ModelDep,
@@ -140,6 +141,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.api_keys = ApiKeys(settings.api_key_pairs(), settings.api_keys_file)
+    app.state.admission = Admission(limit=settings.max_model_requests)
     declare_security(app)
     app.state.model = None
     app.state.batcher = None

@@ -152,6 +152,23 @@ class InFlightMetrics:
         return float(self.app.state.request_log.in_flight)
 
 
+class ShedMetrics:
+    """Count the requests turned away because the service was full, by route."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.shed = Counter(
+            "http_requests_shed",
+            "Requests answered 503 at once because the service was at capacity"
+            " (APP_MAX_MODEL_REQUESTS), by route.",
+            ["route"],
+            registry=registry,
+        )
+
+    def __call__(self, scope: Scope) -> None:
+        route = scope.get("route")
+        self.shed.labels(str(getattr(route, "path", "unmatched"))).inc()
+
+
 def instrument(app: FastAPI) -> None:
     """Serve /metrics, and record what the app's observers are told of."""
     registry = CollectorRegistry()
@@ -160,6 +177,7 @@ def instrument(app: FastAPI) -> None:
     observers.requests.append(RequestMetrics(registry, app.router.routes))
     observers.batches.append(BatchMetrics(registry))
     observers.predictions.append(PredictionMetrics(registry))
+    observers.sheds.append(ShedMetrics(registry))
 
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -78,8 +78,10 @@ class RequestContextMiddleware:
             seconds = time.perf_counter() - started
             for observe in self.observers:
                 observe(scope, status, seconds)
+            # The name of the client whose API key it sent, when keys are on.
+            caller = scope.get("state", {}).get("caller")
             self.request_log.ended(
-                this_request, scope["method"], scope["path"], status, seconds
+                this_request, scope["method"], scope["path"], status, seconds, caller
             )
             request_id.reset(token)
 
@@ -97,36 +99,54 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.in_flight = 0
-        self._waiting: list[tuple[str, str, str, int, float]] = []
+        self._waiting: list[tuple[str, str, str, int, float, str | None]] = []
 
     def started(self) -> None:
         self.in_flight += 1
 
     def ended(
-        self, this_request: str, method: str, path: str, status: int, seconds: float
+        self,
+        this_request: str,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        caller: str | None = None,
     ) -> None:
         self.in_flight -= 1
         if not logger.isEnabledFor(logging.INFO):
             return
         if self.in_flight and not self._waiting:
             asyncio.get_running_loop().call_soon(self.write)
-        self._waiting.append((this_request, method, path, status, seconds))
+        self._waiting.append((this_request, method, path, status, seconds, caller))
         if not self.in_flight:
             self.write()
 
     def write(self) -> None:
         """Write the lines that are waiting, each with its request's id."""
         waiting, self._waiting = self._waiting, []
-        for this_request, method, path, status, seconds in waiting:
+        for this_request, method, path, status, seconds, caller in waiting:
             token = request_id.set(this_request)
             try:
-                _log_request(method, path, status, seconds)
+                _log_request(method, path, status, seconds, caller)
             finally:
                 request_id.reset(token)
 
 
-def _log_request(method: str, path: str, status: int, seconds: float) -> None:
+def _log_request(
+    method: str, path: str, status: int, seconds: float, caller: str | None
+) -> None:
     elapsed_ms = seconds * 1000
+    fields = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(elapsed_ms, 3),
+    }
+    message = "%s %s %d %.2fms"
+    args: tuple[object, ...] = (method, path, status, elapsed_ms)
+    if caller is not None:
+        message, args, fields["client"] = message + " %s", (*args, caller), caller
     # What logger.info() does, less its walk up the call stack for a file and
     # line that the log formats do not show: on a request this small, that walk
     # is a measurable share of the cost (see benchmarks/README.md).
@@ -135,15 +155,10 @@ def _log_request(method: str, path: str, status: int, seconds: float) -> None:
         logging.INFO,
         __file__,
         0,
-        "%s %s %d %.2fms",
-        (method, path, status, elapsed_ms),
+        message,
+        args,
         None,
-        extra={
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(elapsed_ms, 3),
-        },
+        extra=fields,
     )
     logger.handle(record)
 

@@ -20,6 +20,8 @@ from app.model import Prediction
 RequestObserver = Callable[[Scope, int, float], None]
 # Told of the predictions a request made, one per instance.
 PredictionObserver = Callable[[Sequence[Prediction]], None]
+# Told of each request turned away because the service was full: its scope.
+ShedObserver = Callable[[Scope], None]
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Observers:
     requests: list[RequestObserver] = field(default_factory=list)
     batches: list[BatchObserver] = field(default_factory=list)
     predictions: list[PredictionObserver] = field(default_factory=list)
+    sheds: list[ShedObserver] = field(default_factory=list)
 
 
 def report_predictions(request: Request, predictions: Sequence[Prediction]) -> None:

@@ -375,7 +375,8 @@ async def post_all(settings: Settings, bodies: Sequence[object]) -> Any:
 
 @pytest.fixture
 def batched() -> Settings:
-    return Settings(_env_file=None, batch_max_size=256)
+    # Room for every caller of these tests at once.
+    return Settings(_env_file=None, batch_max_size=256, max_model_requests=256)
 
 
 def test_predict_batched_gives_each_of_200_callers_its_own_answer(

@@ -487,8 +487,10 @@ def test_body_not_sent_in_time_gets_408_and_frees_its_request_slot(
     live = f"http://127.0.0.1:{port}/health/live"
     # Connections count towards the limit too: with these, it is reached.
     slow = [start_of_a_body(port) for _ in range(3)]
-    with pytest.raises(urllib.error.HTTPError, match="503"):
+    with pytest.raises(urllib.error.HTTPError, match="503") as refused:
         urllib.request.urlopen(live)
+    # uvicorn's own 503, beyond APP_LIMIT_CONCURRENCY, says when to come back.
+    assert refused.value.headers["retry-after"] == "1"
     started = time.monotonic()
     responses = [read_to_end(sock) for sock in slow]
     assert time.monotonic() - started < 5

@@ -165,3 +165,13 @@ def test_metrics_report_requests_in_flight_against_the_concurrency_limit() -> No
     assert sample(during, "http_requests_in_flight") == 2
     assert sample(after, "http_requests_in_flight") == 1
     assert sample(after, "http_requests_in_flight_limit") == 64
+
+
+def test_metrics_count_the_requests_shed_by_route() -> None:
+    settings = Settings(_env_file=None, max_model_requests=1)
+    with TestClient(create_app(settings)) as client:
+        client.app.state.admission.in_flight = 1  # type: ignore[attr-defined]
+        assert client.post("/predict", json=FIRST.features).status_code == 503
+        client.app.state.admission.in_flight = 0  # type: ignore[attr-defined]
+        metrics = client.get("/metrics").text
+    assert sample(metrics, "http_requests_shed_total", route="/predict") == 1

@@ -111,6 +111,16 @@ def test_the_openapi_document_declares_both_ways_to_send_a_key(
     assert "security" not in schema["paths"]["/health/live"]["get"]
 
 
+def test_the_request_log_names_the_client_not_its_key(
+    keyed: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.access")
+    keyed.post("/predict", json=FIRST.features, headers={"x-api-key": BATCH})
+    (record,) = [r for r in caplog.records if r.name == "app.access"]
+    assert record.getMessage().endswith(" batch-jobs")
+    assert record.client == "batch-jobs"  # type: ignore[attr-defined]
+
+
 def test_a_key_never_appears_in_logs_or_answers(
     keyed: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

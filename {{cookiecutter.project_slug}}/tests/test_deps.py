@@ -1,0 +1,103 @@
+import asyncio
+import json
+from typing import Any
+
+import httpx2
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import FIRST, MODEL
+
+TIMEOUT = 10  # seconds; only reached when a test is about to fail
+
+
+class Stalled:
+    """Requests whose bodies do not come until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.release.wait()
+        body = json.dumps(FIRST.features).encode()
+        return {"type": "http.request", "body": body, "more_body": False}
+
+
+async def call(app: Any, path: str, receive: Any) -> tuple[int, dict[str, str]]:
+    """Call the app directly; its status and headers."""
+    answer: dict[str, Any] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["headers"] = {
+                key.decode(): value.decode() for key, value in message["headers"]
+            }
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST" if path == "/predict" else "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)
+    return answer["status"], answer["headers"]
+
+
+def test_a_model_request_beyond_capacity_is_503_at_once_with_retry_after() -> None:
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=2), MODEL)
+        stalled = Stalled()
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app):
+            let_in = [
+                asyncio.create_task(call(app, "/predict", stalled.receive))
+                for _ in range(2)
+            ]
+            await asyncio.sleep(0.05)  # both have their heads read, no body
+            status, headers = await call(app, "/predict", stalled.receive)
+            assert (status, headers["retry-after"]) == (503, "1")
+            # Probes are not model routes: they are always answered.
+            status, _ = await call(app, "/health/ready", stalled.receive)
+            assert status == 200
+            stalled.release.set()
+            assert [status for status, _ in await asyncio.gather(*let_in)] == [
+                200,
+                200,
+            ]
+            # Once they are answered, there is room again.
+            status, _ = await call(app, "/predict", stalled.receive)
+            assert status == 200
+
+    asyncio.run(scenario())
+
+
+def test_the_requests_let_in_are_counted_out_whatever_their_answer() -> None:
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=1), MODEL)
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(
+                transport=transport, base_url="http://t"
+            ) as c:
+                bodies: list[object] = [{}, {"instances": []}, FIRST.features]
+                for body in bodies:
+                    response = await c.post("/predict", json=body)
+                    assert response.status_code != 503, response.text
+            assert app.state.admission.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_the_capacity_is_at_least_one(limit: int) -> None:
+    with pytest.raises(ValueError, match="max_model_requests"):
+        Settings(_env_file=None, max_model_requests=limit)
