@@ -239,7 +239,8 @@ class WhereModel:
 def test_batcher_runs_a_quick_model_in_the_event_loop() -> None:
     async def scenario() -> None:
         model = WhereModel()
-        batcher = Batcher(model, max_size=100)
+        # A bound no run of this model reaches, however busy the machine.
+        batcher = Batcher(model, max_size=100, loop_run_seconds=1.0)
         batcher.start()
         calls = [batcher.predict(row) for row in range(50)]
         assert await asyncio.gather(*calls) == [row * 10 for row in range(50)]
