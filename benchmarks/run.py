@@ -76,6 +76,7 @@ ROWS = {
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
     "unbatched": "service, batching off",
+    "keys": "service, APP_API_KEYS on",
     "heavy": "heavy model (ONNX MLP, ~1 ms a row), batching off",
     "heavy-batching": "heavy model, batching on",
 }
@@ -92,6 +93,7 @@ ROWS = {
     BATCH,
     WORKERS,
     UNBATCHED,
+    KEYS,
     HEAVY,
     HEAVY_BATCHING,
 ) = ROWS.values()
@@ -110,6 +112,7 @@ RATIOS = (
     (OTHER, BASELINE),
     (WORKERS, SERVICE),
     (SERVICE, UNBATCHED),
+    (KEYS, SERVICE),
     (HEAVY_BATCHING, HEAVY),
 )
 
@@ -346,6 +349,10 @@ def check_answers(server: Server, url: str) -> None:
     """One request by hand before the load: a 200 with a prediction in it."""
     body: Any = {"instances": [SETOSA] * server.batch} if server.batch else SETOSA
     status, answer = http("POST", url + server.path, body)
+    if server.key == "keys":  # keys are on: none sent here (wrk sends one)
+        if status != 401:
+            raise SystemExit(f"{server.name}: {status} without a key: {answer}")
+        return
     if status != 200 or "label" not in json.dumps(answer):
         raise SystemExit(f"{server.name}: POST {server.path} -> {status} {answer}")
 
@@ -604,6 +611,23 @@ def servers_under_test(
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
     servers.append(service("workers", project, workers=2))
     servers.append(service("unbatched", project, settings=BATCHING_OFF))
+    # Every /predict sends a key, checked against three configured ones.
+    keys = ",".join(
+        f"{name}:benchmark-key-{digits}"
+        for name, digits in (
+            ("a", "9876543210"),
+            ("b", "5555555555"),
+            ("c", "0123456789"),
+        )
+    )
+    servers.append(
+        service(
+            "keys",
+            project,
+            settings={"APP_API_KEYS": keys},
+            script=HERE / "post_keyed.lua",
+        )
+    )
     if heavy is not None:
 
         def heavy_service(key: str, settings: Mapping[str, str]) -> Server:
