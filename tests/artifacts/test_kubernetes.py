@@ -1,5 +1,5 @@
 """The Kubernetes manifests: valid for the API server (kubernetes-validate, and
-KServe's own CRD schema), and tidy.
+KServe's and KEDA's own CRD schemas), and tidy.
 
 That they agree with the service they deploy is the generated project's own
 tests/test_deploy.py, which the users keep as they change their service;
@@ -34,6 +34,9 @@ INFERENCE_SERVICE = MANIFESTS / "kserve" / "inferenceservice.yaml"
 # KServe's own CustomResourceDefinition (see tests/data/README.md).
 KSERVE_CRD = DATA / "kserve/serving.kserve.io_inferenceservices.yaml.xz"
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+# The example of the Secret the pods read their API keys from, outside the base.
+KEY_SECRET_EXAMPLE = MANIFESTS / "secrets" / "api-keys.example.yaml"
+KEY_FILE_VARIABLE = "APP_API_KEYS_FILE"
 BASE_KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 # The container port's name, by which the Service and the probes refer to it.
 PORT_NAME = "http"
@@ -198,9 +201,13 @@ def inference_service_schema() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with lzma.open(KSERVE_CRD) as compressed:
         crd = yaml.load(compressed, Loader=loader)  # noqa: S506 (a safe loader)
-    assert crd["spec"]["names"]["kind"] == "InferenceService"
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    return _closed(version["schema"]["openAPIV3Schema"])
+    return crd_schema(crd, "InferenceService", "v1beta1")
+
+
+def crd_schema(crd: dict[str, Any], kind: str, version: str) -> dict[str, Any]:
+    assert crd["spec"]["names"]["kind"] == kind
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return _closed(served["schema"]["openAPIV3Schema"])
 
 
 def _closed(schema: Any) -> Any:
@@ -219,7 +226,11 @@ def _closed(schema: Any) -> Any:
 
 
 def kserve_schema_errors(document: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft4Validator(inference_service_schema())
+    return crd_schema_errors(inference_service_schema(), document)
+
+
+def crd_schema_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft4Validator(schema)
     return [
         f"{'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
         for error in validator.iter_errors(document)
@@ -391,6 +402,7 @@ def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
             "kserve/inferenceservice.yaml",
             KUSTOMIZATION,
             "pdb.yaml",
+            "secrets/api-keys.example.yaml",
             "service.yaml",
             *(["monitoring/prometheusrule.yaml"] if with_metrics else []),
         )
@@ -461,3 +473,49 @@ def test_image_tag_is_a_valid_docker_tag(output_dir: Path, version: str) -> None
     tag = read_kustomization(project.path)["images"][0]["newTag"]
     assert isinstance(tag, str)
     assert DOCKER_TAG.fullmatch(tag), tag
+
+
+# --- API keys -----------------------------------------------------------------
+
+
+def read_key_secret_example(project: Path) -> dict[str, Any]:
+    [document] = load_documents(project / KEY_SECRET_EXAMPLE)
+    return document
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_example_key_secret_is_valid_for_the_kubernetes_api(
+    project: BakedProject, kubernetes_version: str
+) -> None:
+    secret = read_key_secret_example(project.path)
+    assert secret["kind"] == "Secret"
+    assert schema_errors(secret, kubernetes_version) == []
+
+
+def test_pods_read_api_keys_from_the_required_secret(project: BakedProject) -> None:
+    secret = read_key_secret_example(project.path)
+    objects = read_objects(project.path)
+    inference_service = read_inference_service(project.path)
+    assert inference_service is not None
+    predictor = inference_service["spec"]["predictor"]
+    pods = {
+        "deployment": (pod_spec(objects), the_container(objects)),
+        "kserve": (predictor, predictor["containers"][0]),
+    }
+    for where, (spec, container) in pods.items():
+        environment = {v["name"]: v.get("value") for v in container["env"]}
+        key_file = Path(environment[KEY_FILE_VARIABLE])
+        [mount] = [
+            mount
+            for mount in container["volumeMounts"]
+            if Path(mount["mountPath"]) == key_file.parent
+        ]
+        assert "subPath" not in mount, where
+        assert mount["readOnly"] is True, where
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert volumes[mount["name"]]["secret"] == {
+            "secretName": secret["metadata"]["name"]
+        }, where
+        assert key_file.name in secret["stringData"], where
+    # The base leaves the Secret to the cluster: applying it must not reset keys.
+    assert "Secret" not in objects

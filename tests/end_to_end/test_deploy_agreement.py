@@ -121,6 +121,48 @@ DRIFTS = {
         "maxReplicas: 3",
         "test_inference_service_scales_as_the_autoscaler_does",
     ),
+    "manifest-key-file-outside-the-mount": (
+        "deploy/kubernetes/deployment.yaml",
+        r"(name: APP_API_KEYS_FILE\s+value: )\S+",
+        r"\1/run/secrets/keys",
+        "test_key_file_is_in_the_mounted_secret[deployment",
+    ),
+    "manifest-key-file-variable-misspelt": (
+        "deploy/kubernetes/deployment.yaml",
+        r"APP_API_KEYS_FILE",
+        "APP_API_KEY_FILE",
+        "test_every_setting_is_a_valid_field_of_settings[deployment",
+    ),
+    "manifest-key-mount-by-sub-path": (
+        "deploy/kubernetes/deployment.yaml",
+        r"^( +)(mountPath: /run/secrets/api-keys)$",
+        r"\1\2\n\1subPath: keys",
+        "test_key_file_is_in_the_mounted_secret[deployment",
+    ),
+    "manifest-key-secret-optional": (
+        "deploy/kubernetes/deployment.yaml",
+        r"^( +)(secretName: \S+-api-keys\S*)$",
+        r"\1\2\n\1optional: true",
+        "test_key_file_is_in_the_mounted_secret[deployment",
+    ),
+    "manifest-key-secret-renamed": (
+        "deploy/kubernetes/deployment.yaml",
+        r"secretName: \S+-api-keys\S*",
+        "secretName: api-keys",
+        "test_key_file_is_in_the_mounted_secret[deployment",
+    ),
+    "example-secret-holds-a-usable-key": (
+        "deploy/kubernetes/secrets/api-keys.example.yaml",
+        r"REPLACE-ME",
+        "correct-horse-battery-staple",
+        "test_example_secret_holds_no_usable_key",
+    ),
+    "kserve-key-secret-differs": (
+        "deploy/kubernetes/kserve/inferenceservice.yaml",
+        r"secretName: \S+-api-keys\S*",
+        "secretName: api-keys",
+        "test_inference_service_runs_as_the_deployment_does",
+    ),
     "kserve-image-differs": (
         "deploy/kubernetes/kserve/inferenceservice.yaml",
         r"(image: \S+):\S+",
