@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import lzma
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,11 @@ KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
 # The example of the Secret the pods read their API keys from, outside the base.
 KEY_SECRET_EXAMPLE = MANIFESTS / "secrets" / "api-keys.example.yaml"
 KEY_FILE_VARIABLE = "APP_API_KEYS_FILE"
+# With metrics: the kustomize component that scales on requests in flight.
+KEDA_COMPONENT = MANIFESTS / "keda"
+SCALED_OBJECT = KEDA_COMPONENT / "scaledobject.yaml"
+# KEDA's own CustomResourceDefinition (see tests/data/README.md).
+KEDA_CRD = DATA / "keda/keda.sh_scaledobjects.yaml"
 BASE_KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 # The container port's name, by which the Service and the probes refer to it.
 PORT_NAME = "http"
@@ -202,6 +208,13 @@ def inference_service_schema() -> dict[str, Any]:
     with lzma.open(KSERVE_CRD) as compressed:
         crd = yaml.load(compressed, Loader=loader)  # noqa: S506 (a safe loader)
     return crd_schema(crd, "InferenceService", "v1beta1")
+
+
+@functools.cache
+def scaled_object_schema() -> dict[str, Any]:
+    """The v1alpha1 schema of KEDA's ScaledObject CRD, strict likewise."""
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    return crd_schema(crd, "ScaledObject", "v1alpha1")
 
 
 def crd_schema(crd: dict[str, Any], kind: str, version: str) -> dict[str, Any]:
@@ -405,6 +418,11 @@ def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
             "secrets/api-keys.example.yaml",
             "service.yaml",
             *(["monitoring/prometheusrule.yaml"] if with_metrics else []),
+            *(
+                ["keda/kustomization.yaml", "keda/scaledobject.yaml"]
+                if with_metrics
+                else []
+            ),
         )
     )
     for relative in deploy_files(project):
@@ -519,3 +537,75 @@ def test_pods_read_api_keys_from_the_required_secret(project: BakedProject) -> N
         assert key_file.name in secret["stringData"], where
     # The base leaves the Secret to the cluster: applying it must not reset keys.
     assert "Secret" not in objects
+
+
+# --- autoscaling on requests in flight (KEDA) ---------------------------------
+
+
+def read_scaled_object(project: Path) -> dict[str, Any]:
+    [document] = load_documents(project / SCALED_OBJECT)
+    return document
+
+
+def test_scaled_object_is_valid_for_keda(renders: dict[bool, BakedProject]) -> None:
+    scaled_object = read_scaled_object(renders[True].path)
+    assert scaled_object["apiVersion"] == "keda.sh/v1alpha1"
+    assert crd_schema_errors(scaled_object_schema(), scaled_object) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("maxReplicas", 10),
+        ("minReplicaCount", -1),
+        ("triggers", [{"type": "prometheus", "metadata": {"threshold": 16}}]),
+    ],
+    ids=["misspelt", "negative", "number-for-string"],
+)
+def test_keda_schema_rejects_a_wrong_field(
+    renders: dict[bool, BakedProject], field: str, value: Any
+) -> None:
+    scaled_object = read_scaled_object(renders[True].path)
+    scaled_object["spec"][field] = value
+    errors = crd_schema_errors(scaled_object_schema(), scaled_object)
+    assert errors != []
+    assert field in " ".join(errors)
+
+
+def test_scaled_object_scales_on_requests_in_flight_and_cpu(
+    renders: dict[bool, BakedProject],
+) -> None:
+    spec = read_scaled_object(renders[True].path)["spec"]
+    triggers = {trigger["type"]: trigger for trigger in spec["triggers"]}
+    assert sorted(triggers) == ["cpu", "prometheus"]
+    assert "http_requests_in_flight{" in triggers["prometheus"]["metadata"]["query"]
+    assert triggers["prometheus"]["metricType"] == "AverageValue"
+    assert triggers["cpu"]["metricType"] == "Utilization"
+    assert spec["minReplicaCount"] >= 2
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_keda_component_replaces_the_autoscaler(
+    renders: dict[bool, BakedProject], tmp_path: Path
+) -> None:
+    project = renders[True].path
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = os.path.relpath(project / MANIFESTS, overlay)
+    component = os.path.relpath(project / KEDA_COMPONENT, overlay)
+    (overlay / KUSTOMIZATION).write_text(
+        yaml.safe_dump({"resources": [base], "components": [component]})
+    )
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    expected = {*BASE_KINDS, "ConfigMap", "ScaledObject"} - {"HorizontalPodAutoscaler"}
+    assert sorted(objects) == sorted(expected)
+    target = objects["ScaledObject"]["spec"]["scaleTargetRef"]
+    assert target["name"] == objects["Deployment"]["metadata"]["name"]

@@ -163,6 +163,36 @@ DRIFTS = {
         "secretName: api-keys",
         "test_inference_service_runs_as_the_deployment_does",
     ),
+    "keda-scales-differently": (
+        "deploy/kubernetes/keda/scaledobject.yaml",
+        r"maxReplicaCount: \d+",
+        "maxReplicaCount: 20",
+        "test_scaled_object_scales_as_the_autoscaler_does",
+    ),
+    "keda-cpu-target-differs": (
+        "deploy/kubernetes/keda/scaledobject.yaml",
+        r'(value: )"\d+"',
+        r'\1"90"',
+        "test_scaled_object_scales_as_the_autoscaler_does",
+    ),
+    "keda-asks-for-an-unserved-metric": (
+        "deploy/kubernetes/keda/scaledobject.yaml",
+        r"http_requests_in_flight\{",
+        "http_requests_active{",
+        "test_scaled_object_asks_for_metrics_the_service_serves",
+    ),
+    "keda-asks-for-another-job": (
+        "deploy/kubernetes/keda/scaledobject.yaml",
+        r'job="[^"]+"',
+        'job="kubernetes-pods"',
+        "test_scaled_object_asks_for_metrics_the_service_serves",
+    ),
+    "app-in-flight-gauge-renamed": (
+        "app/metrics.py",
+        r'"http_requests_in_flight",',
+        '"http_requests_active",',
+        "test_scaled_object_asks_for_metrics_the_service_serves",
+    ),
     "kserve-image-differs": (
         "deploy/kubernetes/kserve/inferenceservice.yaml",
         r"(image: \S+):\S+",

@@ -1,9 +1,9 @@
 """The Kubernetes manifests agree with the service they deploy.
 
-The port, the health routes, the settings, the drain time, the API key file
-and the image's user come from the service itself (``Settings``, the app's
-routes, the Dockerfile), so a change to the service that its manifests do not
-follow fails here.
+The port, the health routes, the settings, the drain time, the API key file,
+the metrics an autoscaler asks for and the image's user come from the service
+itself (``Settings``, the app's routes, the Dockerfile), so a change to the
+service that its manifests do not follow fails here.
 """
 
 import base64
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from app import security
@@ -26,9 +27,13 @@ MANIFESTS = ROOT / "deploy" / "kubernetes"
 INFERENCE_SERVICE = MANIFESTS / "kserve" / "inferenceservice.yaml"
 # The Secret the pods read their API keys from, as an example with a placeholder.
 KEY_SECRET_EXAMPLE = MANIFESTS / "secrets" / "api-keys.example.yaml"
+# What KEDA scales on, when the project has it.
+SCALED_OBJECTS = MANIFESTS / "keda"
 # Keys of the service's own format, standing in for the Secret's, which only
 # the cluster has.
 STAND_IN_KEYS = "deploy-test:" + "k" * 32
+# A metric's name in front of its label matchers, in a PromQL query.
+METRIC_IN_QUERY = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_PREFIX = Settings.model_config.get("env_prefix", "")
 # The container port's name, by which the Service and the probes refer to it.
@@ -166,6 +171,28 @@ def example_secret_files() -> tuple[str, dict[str, str]]:
     }
     files.update(secret.get("stringData", {}))
     return secret["metadata"]["name"], files
+
+
+def scaled_objects() -> list[dict[str, Any]]:
+    """The KEDA ScaledObjects of the project; none without KEDA."""
+    documents = [load(path) for path in sorted(SCALED_OBJECTS.glob("*.yaml"))]
+    return [document for document in documents if document["kind"] == "ScaledObject"]
+
+
+def served_metrics() -> set[str]:
+    """The names of the metrics the app serves; none without a metrics route."""
+    app = create_app(Settings(_env_file=None))
+    paths = [
+        route.path
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.endpoint.__module__ == "app.metrics"
+    ]
+    if not paths:
+        return set()
+    with TestClient(app) as client:
+        response = client.get(paths[0])
+    assert response.status_code == 200, response.text
+    return set(re.findall(r"^# TYPE (\S+)", response.text, re.MULTILINE))
 
 
 def get_routes() -> dict[str, APIRoute]:
@@ -327,3 +354,39 @@ def test_example_secret_holds_no_usable_key() -> None:
     for file, text in example_secret_files()[1].items():
         with pytest.raises(security.ApiKeyError):
             security.parse(text.splitlines(), f"{file}: line")
+
+
+def test_scaled_object_scales_as_the_autoscaler_does() -> None:
+    autoscaler = objects()["HorizontalPodAutoscaler"]["spec"]
+    [target] = autoscaler["metrics"]
+    for scaled in scaled_objects():
+        spec = scaled["spec"]
+        advanced = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+        cpu = [t["metadata"] for t in spec["triggers"] if t["type"] == "cpu"]
+        assert {
+            "scaleTargetRef": spec["scaleTargetRef"],
+            "minReplicas": spec.get("minReplicaCount"),
+            "maxReplicas": spec.get("maxReplicaCount"),
+            "behavior": advanced.get("behavior"),
+            "cpu": cpu,
+        } == {
+            "scaleTargetRef": autoscaler["scaleTargetRef"],
+            "minReplicas": autoscaler["minReplicas"],
+            "maxReplicas": autoscaler["maxReplicas"],
+            "behavior": autoscaler.get("behavior"),
+            "cpu": [{"value": str(target["resource"]["target"]["averageUtilization"])}],
+        }
+
+
+def test_scaled_object_asks_for_metrics_the_service_serves() -> None:
+    queries = [
+        trigger["metadata"]["query"]
+        for scaled in scaled_objects()
+        for trigger in scaled["spec"]["triggers"]
+        if trigger["type"] == "prometheus"
+    ]
+    asked = {name for query in queries for name in METRIC_IN_QUERY.findall(query)}
+    assert sorted(asked - served_metrics()) == []
+    # A ServiceMonitor on the Service names the job after it.
+    job = f'job="{objects()["Service"]["metadata"]["name"]}"'
+    assert [query for query in queries if job not in query] == []
