@@ -539,6 +539,47 @@ def test_pods_read_api_keys_from_the_required_secret(project: BakedProject) -> N
     assert "Secret" not in objects
 
 
+def readme_block(project: BakedProject, after: str, language: str) -> str:
+    """The first ``language`` code block of the README after the text ``after``."""
+    text = project.read("README.md")
+    found = re.search(rf"```{language}\n(.*?)```", text[text.index(after) :], re.DOTALL)
+    assert found, f"no {language} block after {after!r}"
+    return found.group(1)
+
+
+def test_readme_creates_the_secret_the_pods_mount(project: BakedProject) -> None:
+    secret = read_key_secret_example(project.path)
+    [entry] = secret["stringData"]
+    create = f"kubectl create secret generic {secret['metadata']['name']}"
+    text = project.read("README.md")
+    assert f"{create} --from-literal={entry}=" in text
+    assert f"{create} --from-file={entry}=" in text
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_readme_patch_runs_the_base_without_keys(
+    project: BakedProject, tmp_path: Path
+) -> None:
+    patch = yaml.safe_load(readme_block(project, "To run without keys", "yaml"))
+    base = os.path.relpath(project.path / MANIFESTS, tmp_path)
+    (tmp_path / KUSTOMIZATION).write_text(
+        yaml.safe_dump({"resources": [base], **patch})
+    )
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    spec, container = pod_spec(objects), the_container(objects)
+    assert KEY_FILE_VARIABLE not in {variable["name"] for variable in container["env"]}
+    assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]  # noqa: S108
+    assert [volume["name"] for volume in spec["volumes"]] == ["tmp"]
+
+
 # --- autoscaling on requests in flight (KEDA) ---------------------------------
 
 
@@ -609,3 +650,25 @@ def test_keda_component_replaces_the_autoscaler(
     assert sorted(objects) == sorted(expected)
     target = objects["ScaledObject"]["spec"]["scaleTargetRef"]
     assert target["name"] == objects["Deployment"]["metadata"]["name"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_readme_adds_the_keda_component_to_the_base(
+    renders: dict[bool, BakedProject], tmp_path: Path
+) -> None:
+    project = renders[True]
+    commands = readme_block(project, "Scale on the requests in flight", "bash")
+    [add] = [line for line in commands.splitlines() if KUSTOMIZATION in line]
+    copy = copy_of(project, tmp_path)
+    subprocess.run(["bash", "-c", add], cwd=copy, check=True, timeout=60)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(copy / MANIFESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc)
+    assert "ScaledObject" in kinds
+    assert "HorizontalPodAutoscaler" not in kinds
