@@ -85,7 +85,10 @@ OPTIONAL_PATHS: dict[str, tuple[str, ...]] = {
 # Options -> paths that exist only when all of them are on: the post-gen hook
 # removes them when one is off, unless the other's paths took them already.
 JOINT_PATHS: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("include_kubernetes", "include_metrics"): ("deploy/kubernetes/monitoring",),
+    ("include_kubernetes", "include_metrics"): (
+        "deploy/kubernetes/monitoring",
+        "deploy/kubernetes/keda",
+    ),
 }
 # The license texts LICENSE is rendered from; no LICENSE at all for this one.
 LICENSE_TEXTS = "_licenses"

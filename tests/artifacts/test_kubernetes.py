@@ -1,5 +1,5 @@
 """The Kubernetes manifests: valid for the API server (kubernetes-validate, and
-KServe's own CRD schema), and tidy.
+KServe's and KEDA's own CRD schemas), and tidy.
 
 That they agree with the service they deploy is the generated project's own
 tests/test_deploy.py, which the users keep as they change their service;
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import lzma
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +35,14 @@ INFERENCE_SERVICE = MANIFESTS / "kserve" / "inferenceservice.yaml"
 # KServe's own CustomResourceDefinition (see tests/data/README.md).
 KSERVE_CRD = DATA / "kserve/serving.kserve.io_inferenceservices.yaml.xz"
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
+# The example of the Secret the pods read their API keys from, outside the base.
+KEY_SECRET_EXAMPLE = MANIFESTS / "secrets" / "api-keys.example.yaml"
+KEY_FILE_VARIABLE = "APP_API_KEYS_FILE"
+# With metrics: the kustomize component that scales on requests in flight.
+KEDA_COMPONENT = MANIFESTS / "keda"
+SCALED_OBJECT = KEDA_COMPONENT / "scaledobject.yaml"
+# KEDA's own CustomResourceDefinition (see tests/data/README.md).
+KEDA_CRD = DATA / "keda/keda.sh_scaledobjects.yaml"
 BASE_KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
 # The container port's name, by which the Service and the probes refer to it.
 PORT_NAME = "http"
@@ -198,9 +207,20 @@ def inference_service_schema() -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with lzma.open(KSERVE_CRD) as compressed:
         crd = yaml.load(compressed, Loader=loader)  # noqa: S506 (a safe loader)
-    assert crd["spec"]["names"]["kind"] == "InferenceService"
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    return _closed(version["schema"]["openAPIV3Schema"])
+    return crd_schema(crd, "InferenceService", "v1beta1")
+
+
+@functools.cache
+def scaled_object_schema() -> dict[str, Any]:
+    """The v1alpha1 schema of KEDA's ScaledObject CRD, strict likewise."""
+    crd = yaml.safe_load(KEDA_CRD.read_text())
+    return crd_schema(crd, "ScaledObject", "v1alpha1")
+
+
+def crd_schema(crd: dict[str, Any], kind: str, version: str) -> dict[str, Any]:
+    assert crd["spec"]["names"]["kind"] == kind
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return _closed(served["schema"]["openAPIV3Schema"])
 
 
 def _closed(schema: Any) -> Any:
@@ -219,7 +239,11 @@ def _closed(schema: Any) -> Any:
 
 
 def kserve_schema_errors(document: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft4Validator(inference_service_schema())
+    return crd_schema_errors(inference_service_schema(), document)
+
+
+def crd_schema_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft4Validator(schema)
     return [
         f"{'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
         for error in validator.iter_errors(document)
@@ -391,8 +415,14 @@ def test_manifests_render_as_tidy_yaml(project: BakedProject) -> None:
             "kserve/inferenceservice.yaml",
             KUSTOMIZATION,
             "pdb.yaml",
+            "secrets/api-keys.example.yaml",
             "service.yaml",
             *(["monitoring/prometheusrule.yaml"] if with_metrics else []),
+            *(
+                ["keda/kustomization.yaml", "keda/scaledobject.yaml"]
+                if with_metrics
+                else []
+            ),
         )
     )
     for relative in deploy_files(project):
@@ -461,3 +491,184 @@ def test_image_tag_is_a_valid_docker_tag(output_dir: Path, version: str) -> None
     tag = read_kustomization(project.path)["images"][0]["newTag"]
     assert isinstance(tag, str)
     assert DOCKER_TAG.fullmatch(tag), tag
+
+
+# --- API keys -----------------------------------------------------------------
+
+
+def read_key_secret_example(project: Path) -> dict[str, Any]:
+    [document] = load_documents(project / KEY_SECRET_EXAMPLE)
+    return document
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_example_key_secret_is_valid_for_the_kubernetes_api(
+    project: BakedProject, kubernetes_version: str
+) -> None:
+    secret = read_key_secret_example(project.path)
+    assert secret["kind"] == "Secret"
+    assert schema_errors(secret, kubernetes_version) == []
+
+
+def test_pods_read_api_keys_from_the_required_secret(project: BakedProject) -> None:
+    secret = read_key_secret_example(project.path)
+    objects = read_objects(project.path)
+    inference_service = read_inference_service(project.path)
+    assert inference_service is not None
+    predictor = inference_service["spec"]["predictor"]
+    pods = {
+        "deployment": (pod_spec(objects), the_container(objects)),
+        "kserve": (predictor, predictor["containers"][0]),
+    }
+    for where, (spec, container) in pods.items():
+        environment = {v["name"]: v.get("value") for v in container["env"]}
+        key_file = Path(environment[KEY_FILE_VARIABLE])
+        [mount] = [
+            mount
+            for mount in container["volumeMounts"]
+            if Path(mount["mountPath"]) == key_file.parent
+        ]
+        assert "subPath" not in mount, where
+        assert mount["readOnly"] is True, where
+        volumes = {volume["name"]: volume for volume in spec["volumes"]}
+        assert volumes[mount["name"]]["secret"] == {
+            "secretName": secret["metadata"]["name"]
+        }, where
+        assert key_file.name in secret["stringData"], where
+    # The base leaves the Secret to the cluster: applying it must not reset keys.
+    assert "Secret" not in objects
+
+
+def readme_block(project: BakedProject, after: str, language: str) -> str:
+    """The first ``language`` code block of the README after the text ``after``."""
+    text = project.read("README.md")
+    found = re.search(rf"```{language}\n(.*?)```", text[text.index(after) :], re.DOTALL)
+    assert found, f"no {language} block after {after!r}"
+    return found.group(1)
+
+
+def test_readme_creates_the_secret_the_pods_mount(project: BakedProject) -> None:
+    secret = read_key_secret_example(project.path)
+    [entry] = secret["stringData"]
+    create = f"kubectl create secret generic {secret['metadata']['name']}"
+    text = project.read("README.md")
+    assert f"{create} --from-literal={entry}=" in text
+    assert f"{create} --from-file={entry}=" in text
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_readme_patch_runs_the_base_without_keys(
+    project: BakedProject, tmp_path: Path
+) -> None:
+    patch = yaml.safe_load(readme_block(project, "To run without keys", "yaml"))
+    base = os.path.relpath(project.path / MANIFESTS, tmp_path)
+    (tmp_path / KUSTOMIZATION).write_text(
+        yaml.safe_dump({"resources": [base], **patch})
+    )
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    spec, container = pod_spec(objects), the_container(objects)
+    assert KEY_FILE_VARIABLE not in {variable["name"] for variable in container["env"]}
+    assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]  # noqa: S108
+    assert [volume["name"] for volume in spec["volumes"]] == ["tmp"]
+
+
+# --- autoscaling on requests in flight (KEDA) ---------------------------------
+
+
+def read_scaled_object(project: Path) -> dict[str, Any]:
+    [document] = load_documents(project / SCALED_OBJECT)
+    return document
+
+
+def test_scaled_object_is_valid_for_keda(renders: dict[bool, BakedProject]) -> None:
+    scaled_object = read_scaled_object(renders[True].path)
+    assert scaled_object["apiVersion"] == "keda.sh/v1alpha1"
+    assert crd_schema_errors(scaled_object_schema(), scaled_object) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("maxReplicas", 10),
+        ("minReplicaCount", -1),
+        ("triggers", [{"type": "prometheus", "metadata": {"threshold": 16}}]),
+    ],
+    ids=["misspelt", "negative", "number-for-string"],
+)
+def test_keda_schema_rejects_a_wrong_field(
+    renders: dict[bool, BakedProject], field: str, value: Any
+) -> None:
+    scaled_object = read_scaled_object(renders[True].path)
+    scaled_object["spec"][field] = value
+    errors = crd_schema_errors(scaled_object_schema(), scaled_object)
+    assert errors != []
+    assert field in " ".join(errors)
+
+
+def test_scaled_object_scales_on_requests_in_flight_and_cpu(
+    renders: dict[bool, BakedProject],
+) -> None:
+    spec = read_scaled_object(renders[True].path)["spec"]
+    triggers = {trigger["type"]: trigger for trigger in spec["triggers"]}
+    assert sorted(triggers) == ["cpu", "prometheus"]
+    assert "http_requests_in_flight{" in triggers["prometheus"]["metadata"]["query"]
+    assert triggers["prometheus"]["metricType"] == "AverageValue"
+    assert triggers["cpu"]["metricType"] == "Utilization"
+    assert spec["minReplicaCount"] >= 2
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_keda_component_replaces_the_autoscaler(
+    renders: dict[bool, BakedProject], tmp_path: Path
+) -> None:
+    project = renders[True].path
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = os.path.relpath(project / MANIFESTS, overlay)
+    component = os.path.relpath(project / KEDA_COMPONENT, overlay)
+    (overlay / KUSTOMIZATION).write_text(
+        yaml.safe_dump({"resources": [base], "components": [component]})
+    )
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    expected = {*BASE_KINDS, "ConfigMap", "ScaledObject"} - {"HorizontalPodAutoscaler"}
+    assert sorted(objects) == sorted(expected)
+    target = objects["ScaledObject"]["spec"]["scaleTargetRef"]
+    assert target["name"] == objects["Deployment"]["metadata"]["name"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_readme_adds_the_keda_component_to_the_base(
+    renders: dict[bool, BakedProject], tmp_path: Path
+) -> None:
+    project = renders[True]
+    commands = readme_block(project, "Scale on the requests in flight", "bash")
+    [add] = [line for line in commands.splitlines() if KUSTOMIZATION in line]
+    copy = copy_of(project, tmp_path)
+    subprocess.run(["bash", "-c", add], cwd=copy, check=True, timeout=60)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(copy / MANIFESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc)
+    assert "ScaledObject" in kinds
+    assert "HorizontalPodAutoscaler" not in kinds
