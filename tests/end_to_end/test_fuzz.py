@@ -1,10 +1,17 @@
-"""Schemathesis against a running generated service: no 5xx, answers as documented."""
+"""Schemathesis against a running generated service: no 5xx, answers as documented.
+
+The service runs with API keys on, and schemathesis sends one: its checks then
+also show that every route the document says takes a key refuses a request
+without one, or with a wrong one.
+"""
 
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.harness import BakedProject, serving_app
+
+KEY = "fuzz-0123456789abcdef"
 
 # The inference protocol ties an input's shape to the length of its data: no
 # JSON Schema can say so, so a body the schema allows can still be malformed,
@@ -22,7 +29,9 @@ def test_api_survives_schema_driven_fuzzing(
     project, bin_dir = dev_install
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
-    with serving_app(bin_dir / "python", project.path, tmp_path / "server.log") as url:
+    keys = {"APP_API_KEYS": f"fuzzer:{KEY}"}
+    log = tmp_path / "server.log"
+    with serving_app(bin_dir / "python", project.path, log, keys) as url:
         result = subprocess.run(
             [
                 Path(sys.executable).parent / "schemathesis",  # it has no __main__
@@ -32,6 +41,8 @@ def test_api_survives_schema_driven_fuzzing(
                 f"{url}/openapi.json",
                 "--checks",
                 "all",  # not_a_server_error, response_schema_conformance, ...
+                "--header",
+                f"Authorization: Bearer {KEY}",
                 "--seed",
                 "1",
                 "--max-examples",

@@ -76,10 +76,10 @@ def get_caller(request: Request) -> str | None:
         return None
     headers = request.headers
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
-    presented = headers.get("x-api-key") or (
-        credentials.strip() if scheme.lower() == "bearer" else ""
-    )
-    caller = keys.identify(presented) if presented else None
+    bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+    # Either header may carry the key; one that is right is enough.
+    presented = [key for key in (headers.get("x-api-key", ""), bearer) if key]
+    caller = next(filter(None, map(keys.identify, presented)), None)
     if caller is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, NO_KEY, headers={"WWW-Authenticate": "Bearer"}
@@ -110,11 +110,6 @@ class ModelRoute(APIRoute):
     first means a client without a key, or one the service has no room for,
     costs it no body at all.
     """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        if self.serves_model():
-            self.openapi_extra = {"security": SECURITY, **(self.openapi_extra or {})}
 
     def serves_model(self) -> bool:
         """Whether this route serves the model: it takes a key (when keys are
@@ -168,13 +163,24 @@ class KeyRequiredMiddleware:
 
 
 def declare_security(app: FastAPI) -> None:
-    """Add the ways to send a key to the app's OpenAPI document."""
+    """With keys on, declare in the app's OpenAPI document that its model routes
+    take one, and the ways to send it (so that the docs' "Authorize" does)."""
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build_openapi()  # which keeps it as app.openapi_schema
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            keys: ApiKeys = app.state.api_keys
+            if keys.enabled:
+                schema.setdefault("components", {})["securitySchemes"] = (
+                    SECURITY_SCHEMES
+                )
+                for route in app.routes:
+                    if isinstance(route, ModelRoute) and route.serves_model():
+                        operations = schema["paths"].get(route.path, {})
+                        for method in route.methods or ():
+                            if method.lower() in operations:
+                                operations[method.lower()]["security"] = SECURITY
             return schema
         return app.openapi_schema
 

@@ -251,8 +251,12 @@ class InferenceResponse(BaseModel):
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No valid API key (when keys are on)"},
     404: {"model": ErrorBody, "description": "No such model or version"},
-    503: {"model": ErrorBody, "description": "The model is not loaded yet"},
+    503: {
+        "model": ErrorBody,
+        "description": "The model is not loaded yet, or the service is at capacity",
+    },
 }
 BAD_REQUEST: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The request is malformed"},

@@ -58,12 +58,12 @@ model_router = APIRouter(route_class=ModelRoute)
 router = APIRouter()
 
 # The answers a route can give besides its own, for the OpenAPI document.
-NOT_READY: dict[int | str, dict[str, object]] = {
-    503: {"model": ErrorMessage, "description": "The model is not loaded yet"}
-}
 NOT_READY_OR_NO_KEY: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorMessage, "description": "No valid API key (when keys are on)"},
-    **NOT_READY,
+    503: {
+        "model": ErrorMessage,
+        "description": "The model is not loaded yet, or the service is at capacity",
+    },
 }
 MODEL_ROUTE: dict[int | str, dict[str, object]] = {
     413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},

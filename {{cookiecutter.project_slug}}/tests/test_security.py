@@ -109,6 +109,13 @@ def test_the_openapi_document_declares_both_ways_to_send_a_key(
         {"apiKey": []},
     ]
     assert "security" not in schema["paths"]["/health/live"]["get"]
+    assert "security" in schema["paths"]["/v2/models/{name}/infer"]["post"]
+
+
+def test_without_keys_the_openapi_document_declares_none(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "securitySchemes" not in schema.get("components", {})
+    assert "security" not in schema["paths"]["/predict"]["post"]
 
 
 def test_the_request_log_names_the_client_not_its_key(
