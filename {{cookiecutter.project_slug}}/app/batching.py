@@ -34,8 +34,10 @@ BatchObserver = Callable[[int, Sequence[float]], None]
 
 # A run whose predecessor took less than this happens in the event loop, which
 # it holds for that long: handing a run to a thread and its answers back costs
-# the event loop more than a quick model's whole run (see benchmarks/README.md).
-# A run that took longer is worth a thread, if another request needs the loop.
+# the event loop more than a quick model's whole run. The sample model runs 64
+# rows in 0.3 to 0.7 ms; running them in the loop served 1.18x the requests per
+# second of handing every run to a thread. A run that took longer is worth a
+# thread, if another request needs the loop.
 LOOP_RUN_SECONDS = 0.002
 
 
