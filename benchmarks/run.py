@@ -55,8 +55,8 @@ FLOORS_DIR = HERE / "floors"
 HEAVY_DIR = HERE / "heavy"
 # Batching on (the service's defaults): a model run takes up to this many of
 # the 64 connections' requests, and no request waits for others to arrive.
-BATCHING_ON = {"APP_BATCH_MAX_SIZE": "64", "APP_BATCH_MAX_WAIT_MS": "0"}
-BATCHING_OFF = {"APP_BATCH_MAX_SIZE": "1"}
+BATCHING_ON = {"APP_MAX_ROWS_PER_RUN": "64", "APP_MAX_WAIT_PER_RUN_MS": "0"}
+BATCHING_OFF = {"APP_MAX_ROWS_PER_RUN": "1"}
 HEAVY_PACKAGES = ("onnx", "onnxruntime", "numpy")
 BATCH_SIZE = 100
 READY_TIMEOUT = 30.0

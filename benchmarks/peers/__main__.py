@@ -52,7 +52,7 @@ PEER_REQUIREMENTS = {
     "litserve": ["litserve==0.2.19"],
 }
 # MLServer batches only when both are set, and only with max_batch_time > 0.
-ADAPTIVE_BATCHING = {"max_batch_size": 64, "max_batch_time": 0.001}
+ADAPTIVE_BATCHING = {"max_rows_per_request": 64, "max_batch_time": 0.001}
 ROW = [SETOSA[name] for name in SETOSA]  # the same row as the Lua scripts'
 
 

@@ -75,8 +75,8 @@ DRIFTS = {
     ),
     "manifest-setting-of-wrong-type": (
         "deploy/kubernetes/kustomization.yaml",
-        r"APP_MAX_BATCH_SIZE=\d+",
-        "APP_MAX_BATCH_SIZE=1k",
+        r"APP_MAX_ROWS_PER_REQUEST=\d+",
+        "APP_MAX_ROWS_PER_REQUEST=1k",
         "test_every_setting_is_a_valid_field_of_settings[deployment",
     ),
     "manifest-several-workers": (
@@ -99,7 +99,7 @@ DRIFTS = {
     ),
     "kserve-setting-differs": (
         "deploy/kubernetes/kserve/inferenceservice.yaml",
-        r'(name: APP_MAX_BATCH_SIZE\s+value: )"1000"',
+        r'(name: APP_MAX_ROWS_PER_REQUEST\s+value: )"1000"',
         r'\1"10"',
         "test_inference_service_runs_as_the_deployment_does",
     ),

@@ -3,7 +3,13 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import security
@@ -16,6 +22,18 @@ MAX_PROCESSES_OR_THREADS = 1024
 MAX_SECONDS = 24 * 60 * 60
 # Settings whose values an error message never repeats.
 SECRETS = frozenset({"api_keys"})
+# The sample model, packaged beside this file; app.model and app.train use it.
+DEFAULT_MODEL_PATH = Path(__file__).with_name("model.onnx")
+# Settings renamed since the first release, and their names now. An old name
+# stops start-up rather than being ignored, which would quietly put back the
+# default: this is a template, so no deployment of a new render has the old
+# names set, and a project updated from the template sees the new names in its
+# update's diff.
+RENAMED = {
+    "max_batch_size": "max_rows_per_request",
+    "batch_max_size": "max_rows_per_run",
+    "batch_max_wait_ms": "max_wait_per_run_ms",
+}
 
 
 class Settings(BaseSettings):
@@ -30,20 +48,21 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=MAX_PROCESSES_OR_THREADS)
     log_level: LogLevel = "info"
     log_json: bool = False
-    # The sample model, packaged beside this file.
-    model_path: Path = Path(__file__).with_name("model.onnx")
+    model_path: Path = DEFAULT_MODEL_PATH
     # ONNX Runtime's threads per worker; scale with workers or replicas instead.
     model_threads: int = Field(default=1, ge=1, le=MAX_PROCESSES_OR_THREADS)
     # The largest model artifact the service reads, in bytes: checked before
     # the file is read, far above any tabular model (the sample is a few KB).
     model_max_bytes: int = Field(default=1024**3, ge=1)
-    max_batch_size: int = Field(default=1000, ge=1)
+    # Rows one request may carry: the instances of /predict/batch, the rows of
+    # a /v2 infer tensor.
+    max_rows_per_request: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
-    # Micro-batching of POST /predict: concurrent requests share one model run
-    # of at most this many rows (1: each request runs the model on its own).
-    batch_max_size: int = Field(default=64, ge=1)
-    # The longest a request waits for others to join its batch.
-    batch_max_wait_ms: float = Field(
+    # Micro-batching: concurrent requests share one model run of at most this
+    # many rows (1: each request runs the model on its own).
+    max_rows_per_run: int = Field(default=64, ge=1)
+    # The longest a request waits for others to join its model run.
+    max_wait_per_run_ms: float = Field(
         default=0.0, ge=0, le=MAX_SECONDS * 1000, allow_inf_nan=False
     )
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".
@@ -60,7 +79,7 @@ class Settings(BaseSettings):
     # moment their head is read to their answer; beyond it, 503 with
     # Retry-After at once, before the body is read, so that the requests let in
     # keep their latency instead of queueing behind an overload. One full
-    # batch (APP_BATCH_MAX_SIZE): with a model of 1 ms a row, 128 let in at
+    # batch (APP_MAX_ROWS_PER_RUN): with a model of 1 ms a row, 128 let in at
     # four times the load the service carries gave twice the p99 that 64 did.
     max_model_requests: int = Field(default=64, ge=1)
     # Seconds an idle connection stays open after a response, and (with
@@ -89,6 +108,19 @@ class Settings(BaseSettings):
     # With keys on, the paths besides the model's routes that take a key too,
     # comma-separated: the API docs' (/docs,/redoc,/openapi.json), say.
     api_keys_also_for: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # The old names, only to refuse them (see RENAMED).
+    max_batch_size: None = Field(default=None, exclude=True)
+    batch_max_size: None = Field(default=None, exclude=True)
+    batch_max_wait_ms: None = Field(default=None, exclude=True)
+
+    @field_validator(*RENAMED, mode="before")
+    @classmethod
+    def _renamed(cls, value: object, info: ValidationInfo) -> None:
+        if value is not None:
+            new_name = RENAMED[str(info.field_name)]
+            raise ValueError(f"renamed: set APP_{new_name.upper()} instead")
+        return None
 
     @field_validator("api_keys")
     @classmethod

@@ -473,7 +473,7 @@ async def _infer(
     if len(body.inputs) != 1 or body.inputs[0].name != INPUT:
         names = [tensor.name for tensor in body.inputs]
         raise _bad_request(f"inputs {names}: the model takes one input, {INPUT!r}")
-    limit: int = request.app.state.settings.max_batch_size
+    limit: int = request.app.state.settings.max_rows_per_request
     rows = _rows(body.inputs[0], loaded.feature_names, limit)
     batch = [
         _features(loaded.feature_names, row, index) for index, row in enumerate(rows)

@@ -95,11 +95,11 @@ def create_app(
             loaded.version,
             settings.model_path,
         )
-        if settings.batch_max_size > 1:
+        if settings.max_rows_per_run > 1:
             app.state.batcher = Batcher(
                 loaded.predict_batch,
-                max_size=settings.batch_max_size,
-                max_wait=settings.batch_max_wait_ms / 1000,
+                max_size=settings.max_rows_per_run,
+                max_wait=settings.max_wait_per_run_ms / 1000,
                 observers=app.state.observers.batches,
                 in_flight=lambda: request_log.in_flight,
             )
@@ -260,7 +260,7 @@ async def _batch_within_limit(request: Request) -> None:
     except (ValueError, RecursionError):
         return  # not JSON: the validation of the body says so
     instances = body.get("instances") if isinstance(body, dict) else None
-    limit = request.app.state.settings.max_batch_size
+    limit = request.app.state.settings.max_rows_per_request
     if isinstance(instances, list) and len(instances) > limit:
         raise RequestValidationError(
             [

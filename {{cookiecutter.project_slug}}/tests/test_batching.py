@@ -377,14 +377,14 @@ async def post_all(settings: Settings, bodies: Sequence[object]) -> Any:
 @pytest.fixture
 def batched() -> Settings:
     # Room for every caller of these tests at once.
-    return Settings(_env_file=None, batch_max_size=256, max_model_requests=256)
+    return Settings(_env_file=None, max_rows_per_run=256, max_model_requests=256)
 
 
 def test_predict_batched_gives_each_of_200_callers_its_own_answer(
     batched: Settings,
 ) -> None:
     rows = distinct_rows(200)
-    unbatched = Settings(_env_file=None, batch_max_size=1)
+    unbatched = Settings(_env_file=None, max_rows_per_run=1)
     expected, no_runs = asyncio.run(post_all(unbatched, rows))
     answers, runs = asyncio.run(post_all(batched, rows))
     assert [r.status_code for r in answers] == [200] * 200
@@ -457,7 +457,7 @@ def test_infer_batched_gives_each_of_100_callers_its_own_rows(
     batched: Settings,
 ) -> None:
     rows = distinct_rows(100)
-    unbatched = Settings(_env_file=None, batch_max_size=1)
+    unbatched = Settings(_env_file=None, max_rows_per_run=1)
     expected, no_runs = asyncio.run(infer_all(unbatched, [v2_body(r) for r in rows]))
     answers, runs = asyncio.run(infer_all(batched, [v2_body(r) for r in rows]))
     assert [r.status_code for r in answers] == [200] * 100
@@ -471,7 +471,7 @@ def test_infer_batched_gives_each_of_100_callers_its_own_rows(
 
 
 def test_infer_of_more_rows_than_a_run_takes_runs_alone() -> None:
-    settings = Settings(_env_file=None, batch_max_size=4)
+    settings = Settings(_env_file=None, max_rows_per_run=4)
     rows = distinct_rows(6)
     body = {
         "inputs": [

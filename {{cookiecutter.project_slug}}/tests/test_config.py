@@ -13,11 +13,11 @@ def test_settings_defaults() -> None:
     assert settings.log_level == "info"
     assert settings.log_json is False
     assert settings.model_path == DEFAULT_MODEL_PATH
-    assert settings.max_batch_size == 1000
+    assert settings.max_rows_per_request == 1000
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origins == ()
-    assert settings.batch_max_size == 64
-    assert settings.batch_max_wait_ms == 0
+    assert settings.max_rows_per_run == 64
+    assert settings.max_wait_per_run_ms == 0
     assert settings.limit_concurrency == 2048
     assert settings.timeout_keep_alive == 5
     assert settings.timeout_body == 10
@@ -44,7 +44,7 @@ def test_settings_reject_invalid_port(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("APP_BATCH_MAX_SIZE", "0"), ("APP_BATCH_MAX_WAIT_MS", "-1")],
+    [("APP_MAX_ROWS_PER_RUN", "0"), ("APP_MAX_WAIT_PER_RUN_MS", "-1")],
 )
 def test_settings_reject_invalid_batching(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
@@ -63,6 +63,25 @@ def test_settings_reject_invalid_body_deadline(
         Settings(_env_file=None)
     [line] = describe_errors(caught.value)
     assert line.startswith(f"ERROR: {value!r} is not a valid APP_TIMEOUT_BODY: ")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("APP_MAX_BATCH_SIZE", "APP_MAX_ROWS_PER_REQUEST"),
+        ("APP_BATCH_MAX_SIZE", "APP_MAX_ROWS_PER_RUN"),
+        ("APP_BATCH_MAX_WAIT_MS", "APP_MAX_WAIT_PER_RUN_MS"),
+    ],
+)
+def test_a_renamed_setting_stops_start_up_naming_its_new_name(
+    monkeypatch: pytest.MonkeyPatch, old: str, new: str
+) -> None:
+    monkeypatch.setenv(old, "8")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert describe_errors(caught.value) == [
+        f"ERROR: '8' is not a valid {old}: renamed: set {new} instead"
+    ]
 
 
 def test_invalid_settings_are_described_one_line_each(
@@ -91,7 +110,7 @@ def test_invalid_settings_are_described_one_line_each(
         ("APP_WORKERS", str(2**31)),
         ("APP_TIMEOUT_KEEP_ALIVE", str(10**12)),
         ("APP_TIMEOUT_GRACEFUL_SHUTDOWN", str(10**12)),
-        ("APP_BATCH_MAX_WAIT_MS", "1e15"),
+        ("APP_MAX_WAIT_PER_RUN_MS", "1e15"),
         ("APP_MODEL_MAX_BYTES", "0"),
     ],
 )

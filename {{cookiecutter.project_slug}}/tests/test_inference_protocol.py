@@ -348,7 +348,7 @@ def test_infer_refuses_binary_tensor_data(client: TestClient) -> None:
 
 
 def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
-    settings = Settings(_env_file=None, max_batch_size=2)
+    settings = Settings(_env_file=None, max_rows_per_request=2)
     with TestClient(create_app(settings)) as client:
         response = client.post(
             INFER, json={"inputs": [features(*[FIRST.features] * 3)]}
@@ -360,7 +360,7 @@ def test_infer_over_batch_limit_is_400_naming_the_limit() -> None:
 
 
 def test_infer_over_batch_limit_is_refused_before_its_values_are_read() -> None:
-    settings = Settings(_env_file=None, max_batch_size=2)
+    settings = Settings(_env_file=None, max_rows_per_request=2)
     tensor = {**features(*[FIRST.features] * 3), "data": ["x"] * 3 * N_FEATURES}
     with TestClient(create_app(settings)) as client:
         response = client.post(INFER, json={"inputs": [tensor]})
@@ -444,7 +444,7 @@ def test_infer_failing_model_is_500_in_the_protocols_shape(
     monkeypatch.setattr(SERVED, "predict_batch", fail)
     # Through the batcher, which says the model failed; and without it, where
     # the exception reaches the app's last handler.
-    unbatched = Settings(_env_file=None, batch_max_size=1)
+    unbatched = Settings(_env_file=None, max_rows_per_run=1)
     for served, message in ((settings, "Prediction failed"), (unbatched, "Internal")):
         app = create_app(served, SERVED)
         with TestClient(app, raise_server_exceptions=False) as client:

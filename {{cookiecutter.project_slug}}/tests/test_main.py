@@ -61,7 +61,7 @@ def test_predict_batch_keeps_order(client: TestClient) -> None:
 
 
 def test_predict_batch_over_limit_names_limit() -> None:
-    settings = Settings(_env_file=None, max_batch_size=2)
+    settings = Settings(_env_file=None, max_rows_per_request=2)
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/predict/batch", json={"instances": [FIRST.features] * 3}
@@ -73,7 +73,7 @@ def test_predict_batch_over_limit_names_limit() -> None:
 
 
 def test_predict_batch_over_limit_is_one_error_before_instances_are_checked() -> None:
-    settings = Settings(_env_file=None, max_batch_size=2)
+    settings = Settings(_env_file=None, max_rows_per_request=2)
     with TestClient(create_app(settings)) as client:
         response = client.post("/predict/batch", json={"instances": [0] * 5})
     assert response.status_code == 422, response.text

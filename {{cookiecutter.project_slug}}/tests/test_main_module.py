@@ -553,8 +553,8 @@ def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "server",
     [
-        {"workers": "1", "batch_max_size": "1"},
-        {"workers": "1", "batch_max_size": "8"},
+        {"workers": "1", "max_rows_per_run": "1"},
+        {"workers": "1", "max_rows_per_run": "8"},
         {"workers": "2"},
     ],
     ids=["1-worker-unbatched", "1-worker-batched", "2-workers"],

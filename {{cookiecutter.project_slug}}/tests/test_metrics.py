@@ -66,7 +66,7 @@ def test_metrics_count_inference_protocol_requests_by_route(
 
 
 def test_metrics_record_rows_per_batched_run_and_their_wait() -> None:
-    settings = Settings(_env_file=None, batch_max_size=8)
+    settings = Settings(_env_file=None, max_rows_per_run=8)
     with TestClient(create_app(settings)) as client:
         client.post("/predict", json=FIRST.features)
         client.post("/predict", json=LAST.features)

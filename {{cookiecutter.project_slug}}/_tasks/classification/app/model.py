@@ -23,10 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import artifact
 from app.artifact import ModelError
+from app.config import DEFAULT_MODEL_PATH
 
-__all__ = ["Features", "Model", "ModelError", "ModelInfo", "Prediction", "load"]
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "Features",
+    "Model",
+    "ModelError",
+    "ModelInfo",
+    "Prediction",
+    "load",
+]
 
-DEFAULT_MODEL_PATH = Path(__file__).with_name("model.onnx")
 TASK = "classification"
 # The output a classifier exported with skl2onnx (zipmap off) names its class
 # probabilities: a float tensor of one row per instance, one column per class.

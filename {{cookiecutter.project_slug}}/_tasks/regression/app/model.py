@@ -24,10 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import artifact
 from app.artifact import ModelError
+from app.config import DEFAULT_MODEL_PATH
 
-__all__ = ["Features", "Model", "ModelError", "ModelInfo", "Prediction", "load"]
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "Features",
+    "Model",
+    "ModelError",
+    "ModelInfo",
+    "Prediction",
+    "load",
+]
 
-DEFAULT_MODEL_PATH = Path(__file__).with_name("model.onnx")
 TASK = "regression"
 # The output a regressor is exported with: a float tensor of one value per
 # instance ([N] or [N, 1]).
