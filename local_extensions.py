@@ -17,6 +17,7 @@ Cookiecutter finds this module because it puts the template's root on
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import re
@@ -248,31 +249,36 @@ def pruned_paths_json(answers: Mapping[str, Any]) -> str:
 
 # The body of one /predict call for each model_task's sample model, in the
 # README's and the CI workflow's examples: the first value of its Features.
-EXAMPLE_BODIES = {
-    "classification": {
-        "sepal_length": 5.1,
-        "sepal_width": 3.5,
-        "petal_length": 1.4,
-        "petal_width": 0.2,
-    },
-    "regression": {
-        "age": 59.0,
-        "sex": 2.0,
-        "bmi": 32.1,
-        "blood_pressure": 101.0,
-        "total_cholesterol": 157.0,
-        "ldl": 93.2,
-        "hdl": 38.0,
-        "cholesterol_hdl_ratio": 4.0,
-        "log_triglycerides": 4.8598,
-        "blood_sugar": 87.0,
-    },
-}
+@functools.cache
+def example_features(model_task: str) -> dict[str, float]:
+    """The example row of this task's ``Features``, as its model.py writes it.
+
+    The sample model's module is the one source of its example: the README's
+    and the CI workflow's requests are rendered from it.
+    """
+    return features_example(
+        PROJECT_TEMPLATE / "_tasks" / model_task / "app" / "model.py"
+    )
+
+
+def features_example(source: Path) -> dict[str, float]:
+    """The first example of the ``Features`` model that this module defines."""
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef) and node.name == "Features":
+            for keyword in ast.walk(node):
+                if (
+                    isinstance(keyword, ast.keyword)
+                    and keyword.arg == "json_schema_extra"
+                ):
+                    extra = ast.literal_eval(keyword.value)
+                    example: dict[str, float] = extra["examples"][0]
+                    return example
+    raise LookupError(f"no example of Features in {source}")
 
 
 def example_body(model_task: str) -> str:
     """The JSON body of a /predict call to this task's sample model."""
-    return json.dumps(EXAMPLE_BODIES[model_task])
+    return json.dumps(example_features(model_task))
 
 
 def license_expression(license_name: str) -> str:

@@ -1,9 +1,14 @@
 """Figures the generated README quotes from the code agree with the code."""
 
 import ast
+import json
 import re
+from pathlib import Path
 
-from tests.harness import BakedProject
+import pytest
+
+import local_extensions as rules
+from tests.harness import BakedProject, bake
 
 # A figure in milliseconds as the README writes it: "2 ms", "0.5 ms".
 MILLISECONDS = re.compile(r"(\d+(?:\.\d+)?) ms\b")
@@ -39,3 +44,25 @@ def test_readme_quotes_the_batchers_thread_threshold_as_the_code_sets_it(
         assert "half a millisecond" not in paragraph, paragraph
         figures = [float(figure) for figure in MILLISECONDS.findall(paragraph)]
         assert figures == [seconds * 1000], paragraph
+
+
+# A list of numbers as the README writes a row of features.
+NUMBER_LIST = re.compile(r"\[(-?\d+(?:\.\d+)?(?:, -?\d+(?:\.\d+)?)+)\]")
+
+
+@pytest.mark.parametrize("model_task", ["classification", "regression"])
+def test_every_row_the_readme_sends_is_the_models_own_example(
+    output_dir: Path, model_task: str
+) -> None:
+    project = bake(output_dir, model_task=model_task)
+    example = rules.features_example(project.path / "app" / "model.py")
+    readme = project.read("README.md")
+    assert json.dumps(example) in readme
+    rows = [
+        [float(value) for value in found.split(", ")]
+        for found in NUMBER_LIST.findall(readme)
+        if found.count(",") == len(example) - 1
+    ]
+    # The /v2 request with curl, and with NVIDIA's client.
+    assert len(rows) >= 2, rows
+    assert all(row == list(example.values()) for row in rows), rows
