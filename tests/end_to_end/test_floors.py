@@ -200,7 +200,8 @@ def test_floor_poetry_lock_holds_for_a_newer_poetry_and_notices_a_group_change(
     copy = BakedProject(tmp_path / "copy")
     shutil.copytree(project.path, copy.path, ignore=shutil.ignore_patterns(".venv"))
     # The lock the floor Poetry wrote is fresh for the Poetry running this
-    # suite, the one the Dockerfile and CI pin.
+    # suite (requirements-dev.txt's: newer than the floor, like the one the
+    # Dockerfile and CI pin).
     copy.run(sys.executable, "-m", "poetry", "check", "--lock")
     # A changed train group makes that lock stale, for the floor Poetry too.
     first = project.pyproject()["dependency-groups"]["train"][0]
