@@ -180,7 +180,10 @@ def test_default_pyproject_keeps_training_and_tools_out_of_production(
     }
     assert any(spec.startswith("scikit-learn") for spec in groups["train"])
     assert pyproject["tool"]["poetry"]["group"]["train"]["optional"] is True
-    assert pyproject["build-system"]["requires"] == ["poetry-core>=2.2"]
+    # poetry-core 2.2.1 accepts a PEP 735 group declared optional; Poetry 2.3
+    # counts PEP 735 groups in the lock file's hash (tests/end_to_end/test_floors.py).
+    assert pyproject["build-system"]["requires"] == ["poetry-core>=2.2.1"]
+    assert pyproject["tool"]["poetry"]["requires-poetry"] == ">=2.3"
 
 
 def test_default_render_python_files_compile(default_project: BakedProject) -> None:
