@@ -13,7 +13,7 @@ a cache mount for its package downloads, so the first round downloads and later
 rounds mostly do not. Besides the wall time, each build's CPU time (podman and
 the build steps it runs, user and system) is counted: a busy neighbour moves it
 much less. Where the base image cannot be
-pulled, tests/image.py builds a stand-in from Debian packages; the sizes then
+pulled, toolkit/image.py builds a stand-in from Debian packages; the sizes then
 include that stand-in rather than the official ``python:X-slim``.
 """
 
@@ -27,8 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.harness import BakedProject, bake, use_package_index
-from tests.image import (
+from toolkit.image import (
     RUNTIME,
     base_image,
     ensure_base_image,
@@ -36,6 +35,7 @@ from tests.image import (
     podman,
     require_tools,
 )
+from toolkit.render import BakedProject, bake, use_package_index
 
 FLOOR_DOCKERFILE = """\
 FROM {base}

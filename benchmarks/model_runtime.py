@@ -35,7 +35,7 @@ from benchmarks.run import (
     running,
     tree_cpu_seconds,
 )
-from tests.harness import SETOSA, VIRGINICA
+from toolkit.serve import SETOSA, VIRGINICA
 
 BATCH_SIZES = (100, 1000)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import heavy_project, wrk
-from tests.harness import serving
+from toolkit.serve import serving
 
 
 def percentile(values: Sequence[float], share: float) -> float:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.run import run_checked, write_trivial_template
-from tests.harness import TEMPLATE
+from toolkit.render import TEMPLATE
 
 
 def main() -> None:

@@ -35,18 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.harness import (
-    SETOSA,
-    TEMPLATE,
-    BakedProject,
-    Running,
-    bake,
-    clean_env,
-    free_port,
-    http,
-    poetry_install,
-    serving,
-)
+from toolkit.render import TEMPLATE, BakedProject, bake, clean_env, poetry_install
+from toolkit.serve import SETOSA, Running, free_port, http, serving
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import run
-from tests.harness import SETOSA, Running, clean_env, free_port, http
+from toolkit.render import clean_env
+from toolkit.serve import SETOSA, Running, free_port, http
 
 HERE = Path(__file__).resolve().parent
 V1_SCRIPT = HERE / "v1.lua"

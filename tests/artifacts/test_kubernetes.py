@@ -23,7 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.harness import DATA, HOSTILE, MENTIONS, RESIDUE, BakedProject, bake
+from tests.harness import DATA, HOSTILE, MENTIONS, RESIDUE
+from toolkit.render import BakedProject, bake
 
 # Pinned, so that a new kubernetes-validate cannot change the verdict: the
 # oldest release the manifests promise to work on, and the newest it ships.

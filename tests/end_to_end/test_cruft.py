@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEMPLATE, clean_env
+from toolkit.render import TEMPLATE, clean_env
 
 TEMPLATE_DIR = "{{cookiecutter.project_slug}}"
 # Not the defaults, so the update must reuse the answers stored in .cruft.json.

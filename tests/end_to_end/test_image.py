@@ -1,6 +1,6 @@
 """The default render's container image, built from its Dockerfile and run.
 
-Built and run with podman, so no Docker daemon is needed (tests/image.py says how
+Built and run with podman, so no Docker daemon is needed (toolkit/image.py says how
 a base image that cannot be pulled is stood in for). The Dockerfile is built as
 rendered; only the rendered copy's Poetry source points at the package index pip
 uses, as the other slow tests do.
@@ -15,16 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (
-    SETOSA,
-    VIRGINICA,
-    BakedProject,
-    bake,
-    free_port,
-    http,
-    use_package_index,
-)
-from tests.image import (
+from toolkit.image import (
     RUNTIME,
     base_image,
     build,
@@ -34,6 +25,8 @@ from tests.image import (
     require_tools,
     ulimits,
 )
+from toolkit.render import BakedProject, bake, use_package_index
+from toolkit.serve import SETOSA, VIRGINICA, free_port, http
 
 pytestmark = pytest.mark.image
 

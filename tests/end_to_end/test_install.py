@@ -11,16 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (
-    SETOSA,
-    VIRGINICA,
-    BakedProject,
-    bake,
-    http,
-    pip_install,
-    poetry_install,
-    serving_app,
-)
+from toolkit.render import BakedProject, bake, pip_install, poetry_install
+from toolkit.serve import SETOSA, VIRGINICA, http, serving_app
 
 
 def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:

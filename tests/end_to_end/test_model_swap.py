@@ -44,14 +44,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.harness import (
-    BakedProject,
-    bake,
-    http,
-    poetry_install,
-    serving_app,
-    use_package_index,
-)
+from toolkit.render import BakedProject, bake, poetry_install, use_package_index
+from toolkit.serve import http, serving_app
 
 FRAMEWORKS = ("scikit-learn", "XGBoost", "LightGBM", "PyTorch")
 TORCH = ("torch==2.13.0", "onnxscript")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import bake, clean_env
+from toolkit.render import bake, clean_env
 
 
 def path_without_poetry() -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEMPLATE, BakedProject, bake, http, poetry_install, serving
+from toolkit.render import TEMPLATE, BakedProject, bake, poetry_install
+from toolkit.serve import http, serving
 
 # ONNX Runtime computes in float32: relative to the largest value served.
 RELATIVE_TOLERANCE = 1e-5

@@ -3,7 +3,7 @@
 import ast
 import re
 
-from tests.harness import BakedProject
+from toolkit.render import BakedProject
 
 # A figure in milliseconds as the README writes it: "2 ms", "0.5 ms".
 MILLISECONDS = re.compile(r"(\d+(?:\.\d+)?) ms\b")
