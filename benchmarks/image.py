@@ -20,13 +20,13 @@ include that stand-in rather than the official ``python:X-slim``.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.measure import children_cpu_seconds
 from toolkit.image import (
     RUNTIME,
     base_image,
@@ -45,11 +45,6 @@ COPY app ./app
 RUN --mount=type=cache,target=/root/.cache/pip pip install .
 CMD ["python", "-m", "app"]
 """
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def build_seconds(context: Path, dockerfile: Path, tag: str) -> tuple[float, float]:

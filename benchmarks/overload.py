@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import heavy_project, wrk
+from benchmarks.load import wrk
+from benchmarks.serving import heavy_project
 from toolkit.serve import serving
 
 
