@@ -1,5 +1,5 @@
 """The template suite's own helpers, beyond what it shares with the benchmarks
-(``toolkit``): answers that test escaping, residue and ruff on a render, the
+(``toolkit``): answers that test escaping, the checks a render must pass, the
 Pythons the matrix needs, the cookiecutter command line, Markdown as rendered."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 from toolkit.render import TEMPLATE, BakedProject
+from toolkit.serve import SETOSA, VIRGINICA, http
 
 # Published documents the tests check against (see data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
@@ -38,6 +39,18 @@ MENTIONS = {
 }
 
 
+# A git that reads no user's or system's configuration, with an identity of
+# its own for the commits a test makes.
+ISOLATED_GIT = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+}
+
+
 # --- reading a render, and checking it as rendered --------------------------
 
 
@@ -53,6 +66,50 @@ def assert_ruff_clean(project: BakedProject, bin_dir: Path | None = None) -> Non
     ruff = [bin_dir / "ruff"] if bin_dir else [sys.executable, "-m", "ruff"]
     project.run(*ruff, "check", "--no-cache", ".")
     project.run(*ruff, "format", "--no-cache", "--check", ".")
+
+
+def assert_lint_and_type_clean(project: BakedProject, bin_dir: Path) -> None:
+    """Ruff and mypy pass on an installed render as it is, with its own tools."""
+    assert_ruff_clean(project, bin_dir)
+    project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
+
+
+def assert_suite_passed(output: str, at_least: int = 1) -> str:
+    """A pytest run's summary line says at least ``at_least`` passed, and none
+    failed or was skipped (a skip hides a test that did not run); returns it."""
+    summary = output.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed, output
+    assert int(passed.group(1)) >= at_least, summary
+    assert "failed" not in summary, output
+    assert "skipped" not in summary, output
+    return summary
+
+
+def assert_generated_suite_passes(
+    project: BakedProject, bin_dir: Path, at_least: int = 1
+) -> None:
+    """Every test of an installed render, the slow ones included, passes with
+    none skipped and no warning."""
+    result = project.run(
+        bin_dir / "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "slow or not slow",
+    )
+    summary = assert_suite_passed(result.stdout, at_least)
+    assert "warning" not in summary, result.stdout
+
+
+def assert_classifies_the_samples(url: str) -> None:
+    """A default render's service, ready, classifies each end of the Iris data."""
+    assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
+    for sample, label in ((SETOSA, "setosa"), (VIRGINICA, "virginica")):
+        status, body = http("POST", f"{url}/predict", sample)
+        assert (status, body["label"]) == (200, label), body
 
 
 # --- finding each Python the matrix needs -------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import assert_classifies_the_samples
 from toolkit.image import (
     RUNTIME,
     base_image,
@@ -26,7 +27,7 @@ from toolkit.image import (
     ulimits,
 )
 from toolkit.render import BakedProject, bake, use_package_index
-from toolkit.serve import SETOSA, VIRGINICA, free_port, http
+from toolkit.serve import free_port, http
 
 pytestmark = pytest.mark.image
 
@@ -154,11 +155,7 @@ def container(image: str) -> Iterator[tuple[str, str]]:
 
 def test_image_serves_health_and_predictions(container: tuple[str, str]) -> None:
     _, url = container
-    assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
-    status, body = http("POST", f"{url}/predict", SETOSA)
-    assert (status, body["label"]) == (200, "setosa"), body
-    status, body = http("POST", f"{url}/predict", VIRGINICA)
-    assert (status, body["label"]) == (200, "virginica"), body
+    assert_classifies_the_samples(url)
 
 
 def test_image_runs_as_unprivileged_user(
