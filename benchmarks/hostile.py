@@ -49,12 +49,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.harness import (
-    SETOSA,
-    bake,
-    poetry_install,
-    serving,
-)
+from toolkit.render import bake, poetry_install
+from toolkit.serve import SETOSA, serving
 
 MIB = 1024 * 1024
 BODY_LIMIT = MIB  # APP_MAX_BODY_BYTES at its default

@@ -13,22 +13,21 @@ a cache mount for its package downloads, so the first round downloads and later
 rounds mostly do not. Besides the wall time, each build's CPU time (podman and
 the build steps it runs, user and system) is counted: a busy neighbour moves it
 much less. Where the base image cannot be
-pulled, tests/image.py builds a stand-in from Debian packages; the sizes then
+pulled, toolkit/image.py builds a stand-in from Debian packages; the sizes then
 include that stand-in rather than the official ``python:X-slim``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.harness import BakedProject, bake, use_package_index
-from tests.image import (
+from benchmarks.measure import children_cpu_seconds
+from toolkit.image import (
     RUNTIME,
     base_image,
     ensure_base_image,
@@ -36,6 +35,7 @@ from tests.image import (
     podman,
     require_tools,
 )
+from toolkit.render import BakedProject, bake, use_package_index
 
 FLOOR_DOCKERFILE = """\
 FROM {base}
@@ -45,11 +45,6 @@ COPY app ./app
 RUN --mount=type=cache,target=/root/.cache/pip pip install .
 CMD ["python", "-m", "app"]
 """
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def build_seconds(context: Path, dockerfile: Path, tag: str) -> tuple[float, float]:

@@ -27,15 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.run import (
-    FLOORS_DIR,
-    Server,
-    median,
-    ratio,
-    running,
-    tree_cpu_seconds,
-)
-from tests.harness import SETOSA, VIRGINICA
+from benchmarks.load import running
+from benchmarks.measure import median, ratio, tree_cpu_seconds
+from benchmarks.serving import floor, service
+from toolkit.serve import SETOSA, VIRGINICA
 
 BATCH_SIZES = (100, 1000)
 
@@ -60,25 +55,6 @@ while pending:
     pending += [r for r in dist.requires or () if "extra ==" not in r]
 print(json.dumps(seen))
 """
-
-
-def service(project: Path) -> Server:
-    python = str(project / ".venv" / "bin" / "python")
-    return Server(
-        "service",
-        lambda port: [python, "-m", "app"],
-        project,
-        lambda port: {"APP_PORT": str(port)},
-    )
-
-
-def bare_fastapi(project: Path) -> Server:
-    python = str(project / ".venv" / "bin" / "python")
-    return Server(
-        "bare",
-        lambda port: [python, "-m", "uvicorn", "bare_fastapi:app", "--port", str(port)],
-        FLOORS_DIR,
-    )
 
 
 def predictions_per_second(
@@ -138,13 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     rates: dict[tuple[str, int], list[tuple[float, float]]] = {
         (name, size): [] for name in renders for size in BATCH_SIZES
     }
+    # Bare FastAPI under uvicorn, from the virtualenv of the render after.
+    python = renders["after"] / ".venv" / "bin" / "python"
+    bare_fastapi = floor("bare", python, "bare_fastapi:app")
     for round_ in range(options.rounds):
         print(f"round {round_ + 1} of {options.rounds}", file=sys.stderr)
-        with running(bare_fastapi(renders["after"]), logs / "bare.log") as live:
+        with running(bare_fastapi, logs / "bare.log") as live:
             cold["bare"].append(live.ready_s)
             cold_cpu["bare"].append(sum(tree_cpu_seconds(live.process.pid)))
         for name, project in renders.items():
-            with running(service(project), logs / f"{name}.log") as live:
+            with running(service("service", project), logs / f"{name}.log") as live:
                 cold[name].append(live.ready_s)
                 cold_cpu[name].append(sum(tree_cpu_seconds(live.process.pid)))
                 for size in BATCH_SIZES:

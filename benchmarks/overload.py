@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import heavy_project, wrk
-from tests.harness import serving
+from benchmarks.load import wrk
+from benchmarks.serving import heavy_project
+from toolkit.serve import serving
 
 
 def percentile(values: Sequence[float], share: float) -> float:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BakedProject, bake, poetry_install
+from toolkit.render import BakedProject, bake, poetry_install
 
 SLOW = Path(__file__).parent / "end_to_end"
 

@@ -1,35 +1,23 @@
-"""The template suite's harness: render the template, read what it renders, install
-it, serve it and call it. The tests and benchmarks/ both import it."""
+"""The template suite's own helpers, beyond what it shares with the benchmarks
+(``toolkit``): answers that test escaping, the checks a render must pass, the
+Pythons the matrix needs, the cookiecutter command line, Markdown as rendered."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import resource
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import tomllib
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cookiecutter.main import cookiecutter
 from markdown_it import MarkdownIt
 
-TEMPLATE = Path(__file__).resolve().parent.parent
+from toolkit.render import TEMPLATE, BakedProject
+from toolkit.serve import SETOSA, VIRGINICA, http
+
 # Published documents the tests check against (see data/README.md).
 DATA = Path(__file__).resolve().parent / "data"
-DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
-# The trained model (ONNX, a protobuf) is the one binary file of a render.
-BINARY_SUFFIXES = (".onnx",)
 RESIDUE = ("{{", "{%", "%}", "{#", "cookiecutter.")
 # GitHub Actions expressions look like Jinja but belong in a rendered workflow.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
@@ -51,75 +39,19 @@ MENTIONS = {
 }
 
 
-# One flower of each end of the Iris data, as the API takes them: what a
-# default render must classify as setosa and virginica.
-SETOSA = {
-    "sepal_length": 5.1,
-    "sepal_width": 3.5,
-    "petal_length": 1.4,
-    "petal_width": 0.2,
-}
-VIRGINICA = {
-    "sepal_length": 6.7,
-    "sepal_width": 3.0,
-    "petal_length": 5.2,
-    "petal_width": 2.3,
+# A git that reads no user's or system's configuration, with an identity of
+# its own for the commits a test makes.
+ISOLATED_GIT = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "template-tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "template-tests@example.com",
 }
 
 
-# --- rendering, and reading a render ------------------------------------------
-
-
-@dataclass(frozen=True)
-class BakedProject:
-    path: Path
-
-    def has_file(self, relative: str) -> bool:
-        return (self.path / relative).is_file()
-
-    def read(self, relative: str) -> str:
-        return (self.path / relative).read_text(encoding="utf-8")
-
-    def files(self) -> list[str]:
-        return sorted(
-            p.relative_to(self.path).as_posix()
-            for p in self.path.rglob("*")
-            if p.is_file() and ".venv" not in p.parts
-        )
-
-    def text_files(self) -> list[str]:
-        """The files to read as text: all but the model artifact."""
-        return [name for name in self.files() if not name.endswith(BINARY_SUFFIXES)]
-
-    def assert_ruff_clean(self) -> None:
-        """Ruff's checks and formatting pass on the project as it is."""
-        self.run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
-        self.run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
-
-    def pyproject(self) -> dict[str, Any]:
-        return tomllib.loads(self.read("pyproject.toml"))
-
-    def run(
-        self,
-        *command: str | Path,
-        env: Mapping[str, str] | None = None,
-        timeout: float = 600,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a command in the project; fail with its output if it fails."""
-        result = subprocess.run(
-            [str(part) for part in command],
-            cwd=self.path,
-            env=clean_env(env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert result.returncode == 0, (
-            f"{command} exited {result.returncode}\n"
-            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-        )
-        return result
+# --- reading a render, and checking it as rendered --------------------------
 
 
 def template_residue(text: str) -> list[str]:
@@ -128,89 +60,56 @@ def template_residue(text: str) -> list[str]:
     return [marker for marker in RESIDUE if marker in text]
 
 
-def bake(output_dir: Path, **answers: Any) -> BakedProject:
-    """Render the template with these answers and the defaults for the rest."""
-    path = cookiecutter(
-        str(TEMPLATE),
-        no_input=True,
-        extra_context=answers,
-        output_dir=str(output_dir),
-        default_config=True,
-    )
-    return BakedProject(Path(path))
+def assert_ruff_clean(project: BakedProject, bin_dir: Path | None = None) -> None:
+    """Ruff's checks and formatting pass on the project as it is: with the ruff
+    of its own virtualenv (``bin_dir``) where it is installed, else the suite's."""
+    ruff = [bin_dir / "ruff"] if bin_dir else [sys.executable, "-m", "ruff"]
+    project.run(*ruff, "check", "--no-cache", ".")
+    project.run(*ruff, "format", "--no-cache", "--check", ".")
 
 
-# --- installing a render ------------------------------------------------------
+def assert_lint_and_type_clean(project: BakedProject, bin_dir: Path) -> None:
+    """Ruff and mypy pass on an installed render as it is, with its own tools."""
+    assert_ruff_clean(project, bin_dir)
+    project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
 
 
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process, outside any active virtualenv."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"VIRTUAL_ENV", "POETRY_ACTIVE", "PYTHONPATH"}
-        and not key.startswith("APP_")
-    }
-    env["POETRY_VIRTUALENVS_IN_PROJECT"] = "true"
-    env["POETRY_NO_INTERACTION"] = "1"
-    env.update(extra or {})
-    return env
+def assert_suite_passed(output: str, at_least: int = 1) -> str:
+    """A pytest run's summary line says at least ``at_least`` passed, and none
+    failed or was skipped (a skip hides a test that did not run); returns it."""
+    summary = output.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed, output
+    assert int(passed.group(1)) >= at_least, summary
+    assert "failed" not in summary, output
+    assert "skipped" not in summary, output
+    return summary
 
 
-def package_index_url() -> str:
-    """The simple index pip installs from: its configured one, or its default.
-
-    pip has no public interface for its default index; the constant it uses
-    itself stands in, so that no host name is written here.
-    """
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode == 0 and result.stdout.strip():
-        return result.stdout.strip()
-    from pip._internal.models.index import PyPI
-
-    return str(PyPI.simple_url)
-
-
-def use_package_index(project: BakedProject) -> None:
-    """Point the render's Poetry at the simple index pip is configured with.
-
-    Poetry's own JSON look-ups may fail where pip's simple index answers, so
-    the rendered copy (never the template) gets that index as its source.
-    """
-    project.run(
-        sys.executable,
+def assert_generated_suite_passes(
+    project: BakedProject, bin_dir: Path, at_least: int = 1
+) -> None:
+    """Every test of an installed render, the slow ones included, passes with
+    none skipped and no warning."""
+    result = project.run(
+        bin_dir / "python",
         "-m",
-        "poetry",
-        "source",
-        "add",
-        "--priority=primary",
-        "index",
-        package_index_url(),
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "slow or not slow",
     )
+    summary = assert_suite_passed(result.stdout, at_least)
+    assert "warning" not in summary, result.stdout
 
 
-def poetry_install(
-    project: BakedProject, *args: str, python: str = sys.executable
-) -> Path:
-    """``poetry install`` into a new in-project venv; returns its bin directory."""
-    use_package_index(project)
-    poetry = [sys.executable, "-m", "poetry"]
-    project.run(*poetry, "env", "use", python)
-    project.run(*poetry, "install", *args)
-    return project.path / ".venv" / "bin"
-
-
-def pip_install(project: BakedProject, venv: Path, requirement: str | Path) -> Path:
-    """Install ``requirement`` with pip into a new venv; return its python."""
-    project.run(sys.executable, "-m", "venv", venv)
-    python = venv / "bin" / "python"
-    project.run(python, "-m", "pip", "install", "--quiet", requirement)
-    return python
+def assert_classifies_the_samples(url: str) -> None:
+    """A default render's service, ready, classifies each end of the Iris data."""
+    assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
+    for sample, label in ((SETOSA, "setosa"), (VIRGINICA, "virginica")):
+        status, body = http("POST", f"{url}/predict", sample)
+        assert (status, body["label"]) == (200, label), body
 
 
 # --- finding each Python the matrix needs -------------------------------------
@@ -261,120 +160,6 @@ def interpreter(version: str) -> str:
         f"no Python {version} found: install it with pyenv, or put python{version}"
         " on the PATH"
     )
-
-
-# --- serving a render, and calling it -----------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http(
-    method: str, url: str, body: Any = None, timeout: float = 5
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-@dataclass(frozen=True)
-class Running:
-    """A server started by ``serving``."""
-
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    ready_s: float  # from spawn to the first 200 on /health/ready
-
-
-@contextmanager
-def serving(
-    command: Sequence[str | Path],
-    cwd: Path,
-    log: Path,
-    env: Mapping[str, str] | None = None,
-    *,
-    port: int | None = None,
-    open_files: int | None = None,
-    timeout: float = 30,
-    interval: float = 0.1,
-) -> Iterator[Running]:
-    """Run a server until /health/ready answers 200; stop it on the way out.
-
-    ``port`` is where the command listens; by default a free one, passed to the
-    app as ``APP_PORT``. ``open_files`` caps the server's open files. The output
-    goes to ``log``: a file, not a pipe a chatty access log could fill.
-    """
-    if port is None:
-        port = free_port()
-        env = {"APP_PORT": str(port), **(env or {})}
-
-    def limit_open_files() -> None:
-        if open_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-
-    with log.open("w") as output:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [str(part) for part in command],
-            cwd=cwd,
-            env=clean_env(env),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit_open_files,  # only sets the open-file limit
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(url, process, log, timeout, interval)
-            yield Running(url, port, process, time.perf_counter() - started)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
-def serving_app(
-    python: Path, cwd: Path, log: Path, env: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """Run ``python -m app`` on a free loopback port until ready; yield its URL."""
-    with serving([python, "-m", "app"], cwd, log, env) as server:
-        yield server.url
-
-
-def wait_until_ready(
-    url: str,
-    process: subprocess.Popen[bytes],
-    log: Path,
-    timeout: float = 30,
-    interval: float = 0.1,
-) -> None:
-    """Poll /health/ready until 200; fail with the server's log if it never comes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"service exited {process.returncode}:\n{log.read_text()}"
-            )
-        try:
-            if http("GET", f"{url}/health/ready", timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise AssertionError(f"service not ready within {timeout} s:\n{log.read_text()}")
 
 
 # --- the cookiecutter command line, and workflows -----------------------------

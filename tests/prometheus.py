@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from tests.harness import BakedProject, free_port
+from toolkit.render import BakedProject
+from toolkit.serve import free_port, serving
 
 INSTALL = "apt-get install -y prometheus"
 RULES = "monitoring/prometheus/rules.yml"
@@ -103,41 +104,14 @@ def running_prometheus(
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
     log = workdir / "prometheus.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                tool("prometheus"),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            cwd=workdir,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", log)
-    try:
-        wait_for(lambda: _ready(server, process), 30, f"Prometheus ready ({log})")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _ready(server: Prometheus, process: subprocess.Popen[bytes]) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(
-            f"prometheus exited {process.returncode}:\n{server.log.read_text()}"
-        )
-    try:
-        with urllib.request.urlopen(f"{server.url}/-/ready", timeout=1) as answer:  # noqa: S310
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    command = [
+        tool("prometheus"),
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with serving(command, workdir, log, port=port, ready="/-/ready"):
+        yield Prometheus(f"http://127.0.0.1:{port}", log)
 
 
 def wait_for(

@@ -9,13 +9,12 @@ The peers (MLServer, KServe, LitServe) run the same ONNX files as the service
 with one thread, one process each (LitServe: two). Each is installed when it
 runs, into its own virtualenv under ``--workdir`` (kept between runs), with the
 ONNX Runtime version of the render. All servers run at once; a round loads each
-row in turn, a slice at a time, as ``benchmarks.run`` does, and reuses its wrk
-wrapper, slices and CPU accounting. Before any load, each row's answer for the
-Iris sample's first row must equal the service's ``/predict``.
+row in turn, a slice at a time, as ``benchmarks.run`` does, with its wrk
+wrapper, slices and CPU accounting (``benchmarks.load``). Before any load, each
+row's answer for the Iris sample's first row must equal the service's
+``/predict``.
 benchmarks/README.md ("Peers") says what each row is.
 """
-
-# ruff: noqa: S603  (it runs pip, wrk and servers)
 
 from __future__ import annotations
 
@@ -25,19 +24,29 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import run
-from tests.harness import SETOSA, Running, clean_env, free_port, http
+from benchmarks.load import WRK_SCRIPT, combine_slices, measure_slice, wrk
+from benchmarks.measure import (
+    load_average,
+    machine,
+    median,
+    package_versions,
+    process_tree,
+    ratio,
+    run_checked,
+    tree_rss_mib,
+)
+from benchmarks.run import RESULTS_DIR
+from benchmarks.serving import FLOORS_DIR, HEAVY_DIR
+from toolkit.serve import SETOSA, Running, free_port, http, serving
 
 HERE = Path(__file__).resolve().parent
 V1_SCRIPT = HERE / "v1.lua"
@@ -75,7 +84,7 @@ class Peer:
 class Row:
     """One line of the table: a route of a peer, loaded at some connections.
 
-    Duck-types ``benchmarks.run.Server`` for ``measure_slice``.
+    Duck-types ``benchmarks.load.Server`` for ``measure_slice``.
     """
 
     key: str
@@ -89,7 +98,7 @@ class Row:
 
     @property
     def script(self) -> Path:
-        return {"v1": V1_SCRIPT, "v2": V2_SCRIPT}.get(self.protocol, run.WRK_SCRIPT)
+        return {"v1": V1_SCRIPT, "v2": V2_SCRIPT}.get(self.protocol, WRK_SCRIPT)
 
 
 def body(protocol: str) -> Any:
@@ -115,54 +124,31 @@ def answer_of(protocol: str, answer: Any) -> tuple[str, list[float]]:
 
 @contextlib.contextmanager
 def started(peer: Peer, log: Path) -> Iterator[Running]:
-    """Run a peer until its readiness path answers 200; stop it on the way out."""
+    """Run a peer until its readiness path answers 200; stop it on the way out,
+    and whatever processes it started (LitServe starts two)."""
     port = free_port()
-    with log.open("w") as output:
-        began = time.perf_counter()
-        process = subprocess.Popen(
+    children: list[int] = []
+    try:
+        with serving(
             peer.command(port),
-            cwd=peer.cwd,
-            env=clean_env(peer.env(port)),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"{peer.key} exited:\n{log.read_text()}")
-                if is_ready(url + peer.ready):
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{peer.key} not ready:\n{log.read_text()}")
-                time.sleep(0.05)
-            yield Running(url, port, process, time.perf_counter() - began)
-        finally:
-            stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server and whatever processes it started (LitServe starts two)."""
-    tree = list(run.process_tree(process.pid))[1:]
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    for pid in tree:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def is_ready(url: str) -> bool:
-    """A 200 from ``url``, whatever its body (MLServer's readiness has none)."""
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
+            peer.cwd,
+            log,
+            peer.env(port),
+            port=port,
+            ready=peer.ready,
+            timeout=READY_TIMEOUT,
+            interval=0.05,
+        ) as live:
+            try:
+                yield live
+            finally:
+                children = list(process_tree(live.process.pid))[1:]
+    except AssertionError as error:
+        raise SystemExit(f"{peer.key}: {error}") from None
+    finally:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def virtualenv(workdir: Path, name: str, requirements: Sequence[str]) -> Path:
@@ -174,16 +160,16 @@ def virtualenv(workdir: Path, name: str, requirements: Sequence[str]) -> Path:
     if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
     venv.parent.mkdir(parents=True, exist_ok=True)
-    run.run_checked([sys.executable, "-m", "venv", "--clear", venv], venv.parent)
+    run_checked([sys.executable, "-m", "venv", "--clear", venv], venv.parent)
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    run.run_checked([*pip, *requirements], venv.parent)
+    run_checked([*pip, *requirements], venv.parent)
     marker.write_text(wanted)
     return python
 
 
 def project_python(project: Path, code: str, *args: str) -> str:
     python = project / ".venv" / "bin" / "python"
-    return run.run_checked([python, "-c", code, *args], project)[1].strip()
+    return run_checked([python, "-c", code, *args], project)[1].strip()
 
 
 def model_name(project: Path, path: Path) -> str:
@@ -203,9 +189,9 @@ def heavy_artifact(project: Path, workdir: Path) -> Path:
     try:
         project_python(project, "import onnx")
     except SystemExit:
-        run.run_checked([python, "-m", "pip", "install", "--quiet", "onnx"], project)
+        run_checked([python, "-m", "pip", "install", "--quiet", "onnx"], project)
     heavy = models / "heavy.onnx"
-    run.run_checked([python, run.HEAVY_DIR / "build.py", heavy, project], project)
+    run_checked([python, HEAVY_DIR / "build.py", heavy, project], project)
     return heavy
 
 
@@ -257,7 +243,7 @@ def peers_and_rows(
             return [python, "-m", "uvicorn", "bare_fastapi:app", "--port", str(port)]
 
         peers.append(
-            Peer("bare", bare, run.FLOORS_DIR, "/health/ready", logging="access log")
+            Peer("bare", bare, FLOORS_DIR, "/health/ready", logging="access log")
         )
         name = "floor: bare FastAPI (constant answer), /predict"
         for count, model in ((64, "iris"), (1, "heavy")):
@@ -442,21 +428,19 @@ def measure_round(
             log_lines[row.key] = log_lines_per_request(row, url, log)
         for row in rows:
             load = with_connections(options, row.connections)
-            run.wrk(
-                live[row.peer].url + row.path, load, options.warmup, None, row.script
-            )
+            wrk(live[row.peer].url + row.path, load, options.warmup, None, row.script)
         slices: dict[str, list[dict[str, Any]]] = {row.key: [] for row in rows}
         seconds = options.duration / options.slices
         for _ in range(options.slices):
             for row in rows:
                 load = with_connections(options, row.connections)
                 slices[row.key].append(
-                    run.measure_slice(row, live[row.peer], load, seconds)  # type: ignore[arg-type]
+                    measure_slice(row, live[row.peer], load, seconds)  # type: ignore[arg-type]
                 )
         measured = {
             row.key: {
-                **run.combine_slices(slices[row.key]),
-                "rss_mib": run.tree_rss_mib(live[row.peer].process.pid),
+                **combine_slices(slices[row.key]),
+                "rss_mib": tree_rss_mib(live[row.peer].process.pid),
             }
             for row in rows
         }
@@ -484,22 +468,20 @@ def summarise(
     summary: dict[str, Any] = {}
     for row in rows:
         runs = [measured[row.key] for measured in rounds]
-        figures = {key: run.median([r[key] for r in runs]) for key in SUMMARISED}
+        figures = {key: median([r[key] for r in runs]) for key in SUMMARISED}
         figures["errors"] = sum(r["errors"] for r in runs)
         figures["rps_by_round"] = [r["rps"] for r in runs]
         figures["rps_per_cpu_by_round"] = [r["rps_per_cpu"] for r in runs]
         reference = reference_of(row, rows)
         if reference is not None:
-            paired = [
-                run.ratio(m[row.key]["rps"], m[reference.key]["rps"]) for m in rounds
-            ]
+            paired = [ratio(m[row.key]["rps"], m[reference.key]["rps"]) for m in rounds]
             per_cpu = [
-                run.ratio(m[row.key]["rps_per_cpu"], m[reference.key]["rps_per_cpu"])
+                ratio(m[row.key]["rps_per_cpu"], m[reference.key]["rps_per_cpu"])
                 for m in rounds
             ]
             figures["vs_predict_by_round"] = paired
-            figures["vs_predict"] = run.median(paired)
-            figures["vs_predict_per_cpu"] = run.median(per_cpu)
+            figures["vs_predict"] = median(paired)
+            figures["vs_predict_per_cpu"] = median(per_cpu)
         summary[row.key] = {"name": row.name, **figures, "runs": runs}
     return summary
 
@@ -594,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     step("the heavy model, and each peer's virtualenv (installed once, then kept)")
     peers, rows = peers_and_rows(project, workdir, set(options.peers.split(",")))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    load_at_start = run.load_average()
+    load_at_start = load_average()
     rounds: list[dict[str, dict[str, Any]]] = []
     log_lines: dict[str, float] = {}
     for number in range(1, options.rounds + 1):
@@ -613,15 +595,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = summarise(rows, rounds)
     results = {
         "started": started_at,
-        "machine": {**run.machine(), "load_average_at_start": load_at_start},
+        "machine": {**machine(), "load_average_at_start": load_at_start},
         "options": {k: str(v) for k, v in vars(options).items()},
-        "versions": run.package_versions(project),
+        "versions": package_versions(project),
         "peers": {peer.key: peer.logging for peer in peers},
         "log_lines_per_request": log_lines,
         "rows": summary,
     }
-    results["machine"]["load_average_at_end"] = run.load_average()
-    output = options.output or run.RESULTS_DIR / (
+    results["machine"]["load_average_at_end"] = load_average()
+    output = options.output or RESULTS_DIR / (
         "peers-" + datetime.now().strftime("%Y%m%d-%H%M%S") + ".json"
     )
     output.parent.mkdir(parents=True, exist_ok=True)

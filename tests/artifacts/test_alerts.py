@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.artifacts.test_kubernetes import _closed
-from tests.harness import DATA, BakedProject, bake
+from tests.harness import DATA
 from tests.prometheus import (
     PROMETHEUS_RULE,
     RULES,
@@ -28,6 +28,7 @@ from tests.prometheus import (
     read_rules,
     rules_of,
 )
+from toolkit.render import BakedProject, bake
 
 # The Prometheus Operator's own CustomResourceDefinition (see tests/data/README.md).
 PROMETHEUS_RULE_CRD = (

@@ -21,7 +21,8 @@ import yaml
 from docker.utils.build import PatternMatcher
 from dockerfile_parse import DockerfileParser
 
-from tests.harness import DEFAULTS, BakedProject, assert_valid_workflow, bake, clean_env
+from tests.harness import assert_valid_workflow
+from toolkit.render import DEFAULTS, BakedProject, bake, clean_env
 
 WORKFLOW = ".github/workflows/ci.yml"
 NEWEST_PYTHON = max(

@@ -23,7 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.harness import DATA, HOSTILE, MENTIONS, RESIDUE, BakedProject, bake
+from tests.harness import DATA, HOSTILE, MENTIONS, RESIDUE
+from toolkit.render import BakedProject, bake
 
 # Pinned, so that a new kubernetes-validate cannot change the verdict: the
 # oldest release the manifests promise to work on, and the newest it ships.
@@ -301,17 +302,23 @@ def test_base_has_a_deployment_service_autoscaler_and_budget(
     assert objects["Service"]["spec"]["type"] == "ClusterIP"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
-def test_kustomize_builds_the_base_into_valid_objects(project: BakedProject) -> None:
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize`` builds from ``directory``; fails with
+    its error if it cannot."""
     built = subprocess.run(
-        ["kubectl", "kustomize", str(project.path / MANIFESTS)],
+        ["kubectl", "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert built.returncode == 0, built.stderr
-    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_kustomize_builds_the_base_into_valid_objects(project: BakedProject) -> None:
+    objects = {doc["kind"]: doc for doc in kustomize(project.path / MANIFESTS)}
     assert sorted(objects) == sorted([*BASE_KINDS, "ConfigMap"])
     for document in objects.values():
         assert schema_errors(document, KUBERNETES_VERSIONS[-1]) == []
@@ -565,15 +572,7 @@ def test_readme_patch_runs_the_base_without_keys(
     (tmp_path / KUSTOMIZATION).write_text(
         yaml.safe_dump({"resources": [base], **patch})
     )
-    built = subprocess.run(
-        ["kubectl", "kustomize", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    objects = {doc["kind"]: doc for doc in kustomize(tmp_path)}
     spec, container = pod_spec(objects), the_container(objects)
     assert KEY_FILE_VARIABLE not in {variable["name"] for variable in container["env"]}
     assert [mount["mountPath"] for mount in container["volumeMounts"]] == ["/tmp"]  # noqa: S108
@@ -637,15 +636,7 @@ def test_keda_component_replaces_the_autoscaler(
     (overlay / KUSTOMIZATION).write_text(
         yaml.safe_dump({"resources": [base], "components": [component]})
     )
-    built = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built.stdout) if doc}
+    objects = {doc["kind"]: doc for doc in kustomize(overlay)}
     expected = {*BASE_KINDS, "ConfigMap", "ScaledObject"} - {"HorizontalPodAutoscaler"}
     assert sorted(objects) == sorted(expected)
     target = objects["ScaledObject"]["spec"]["scaleTargetRef"]
@@ -661,14 +652,6 @@ def test_readme_adds_the_keda_component_to_the_base(
     [add] = [line for line in commands.splitlines() if KUSTOMIZATION in line]
     copy = copy_of(project, tmp_path)
     subprocess.run(["bash", "-c", add], cwd=copy, check=True, timeout=60)
-    built = subprocess.run(
-        ["kubectl", "kustomize", str(copy / MANIFESTS)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc)
+    kinds = sorted(doc["kind"] for doc in kustomize(copy / MANIFESTS))
     assert "ScaledObject" in kinds
     assert "HorizontalPodAutoscaler" not in kinds

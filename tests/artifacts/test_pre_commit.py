@@ -5,7 +5,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.harness import BakedProject
+from toolkit.render import BakedProject
 
 
 def local_hooks(project: BakedProject) -> list[dict[str, object]]:

@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.harness import SETOSA, BakedProject, http, serving
 from tests.prometheus import (
     RULES,
     Prometheus,
@@ -21,6 +20,8 @@ from tests.prometheus import (
     running_prometheus,
     wait_for,
 )
+from toolkit.render import BakedProject
+from toolkit.serve import SETOSA, http, serving
 
 # The service, its sample model failing on one valid input: as a model that
 # raises on some rows would, it answers that row 500 on /predict (through the

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEMPLATE, bake, http, pip_install, serving_app
+from toolkit.render import TEMPLATE, bake, pip_install
+from toolkit.serve import http, serving_app
 
 SCREENSHOT = TEMPLATE / "docs" / "swagger-ui.png"
 WINDOW = (1280, 900)

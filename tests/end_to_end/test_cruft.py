@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEMPLATE, clean_env
+from tests.harness import ISOLATED_GIT
+from toolkit.render import TEMPLATE, clean_env
 
 TEMPLATE_DIR = "{{cookiecutter.project_slug}}"
 # Not the defaults, so the update must reuse the answers stored in .cruft.json.
@@ -45,17 +46,8 @@ class Update:
 
 def isolated_env() -> dict[str, str]:
     """No user's or system's git or cookiecutter configuration applies."""
-    env = clean_env(
-        {
-            "HOME": os.devnull,  # no ~/.cookiecutterrc, and nothing written there
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "Template Tests",
-            "GIT_AUTHOR_EMAIL": "template-tests@example.com",
-            "GIT_COMMITTER_NAME": "Template Tests",
-            "GIT_COMMITTER_EMAIL": "template-tests@example.com",
-        }
-    )
+    # HOME: no ~/.cookiecutterrc, and nothing written there.
+    env = clean_env({"HOME": os.devnull, **ISOLATED_GIT})
     env.pop("COOKIECUTTER_CONFIG", None)
     return env
 
@@ -119,66 +111,51 @@ def template_repository(destination: Path) -> Path:
     return destination
 
 
-def cruft_create(template: Path, output_dir: Path) -> Path:
-    """``cruft create`` with the test's answers; returns the new project."""
-    output_dir.mkdir()
-    result = cruft(
+def create(
+    template: Path, output_dir: Path, answers: dict[str, str], *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """``cruft create`` with these answers, as a user runs it, into ``output_dir``."""
+    return cruft(
         output_dir,
         "create",
         "--no-input",
         "--default-config",
+        *flags,
         "--extra-context",
-        json.dumps(ANSWERS),
+        json.dumps(answers),
         template,
     )
+
+
+def cruft_create(template: Path, output_dir: Path) -> Path:
+    """``cruft create`` with the test's answers; returns the new project."""
+    output_dir.mkdir()
+    result = create(template, output_dir, ANSWERS)
     assert result.returncode == 0, result.stdout + result.stderr
     return output_dir / SLUG
 
 
+@pytest.mark.parametrize(
+    ("answers", "slug"),
+    [
+        ({"project_slug": "a/../b"}, "a/../b"),
+        # An answer that would switch the answers' check off is checked too.
+        ({"__validate": "", "project_slug": "../escaped"}, "../escaped"),
+    ],
+    ids=["invalid-slug", "check-switched-off"],
+)
 def test_cruft_create_refuses_an_invalid_answer_leaving_nothing(
-    tmp_path: Path,
+    tmp_path: Path, answers: dict[str, str], slug: str
 ) -> None:
     template = template_repository(tmp_path / "template")
     output_dir = tmp_path / "projects"
     output_dir.mkdir()
-    result = cruft(
-        output_dir,
-        "create",
-        "--no-input",
-        "--default-config",
-        "--extra-context",
-        json.dumps({"project_slug": "a/../b"}),
-        template,
-    )
+    result = create(template, output_dir, answers)
     assert result.returncode == 1
     # cruft shows the exception with its traceback, wrapped to the terminal's
     # width; our line is the exception's message, at the end.
     assert " ".join(result.stderr.split()).endswith(
-        "FailedHookException: ERROR: 'a/../b' is not a valid project_slug:"
-        " use lower-case letters, digits and single hyphens, starting with a letter,"
-        " at most 63 characters (e.g. 'iris-classifier')"
-    ), result.stderr
-    assert list(output_dir.iterdir()) == []
-
-
-def test_cruft_create_checks_answers_that_switch_the_check_off(
-    tmp_path: Path,
-) -> None:
-    template = template_repository(tmp_path / "template")
-    output_dir = tmp_path / "projects"
-    output_dir.mkdir()
-    result = cruft(
-        output_dir,
-        "create",
-        "--no-input",
-        "--default-config",
-        "--extra-context",
-        json.dumps({"__validate": "", "project_slug": "../escaped"}),
-        template,
-    )
-    assert result.returncode == 1
-    assert " ".join(result.stderr.split()).endswith(
-        "FailedHookException: ERROR: '../escaped' is not a valid project_slug:"
+        f"FailedHookException: ERROR: '{slug}' is not a valid project_slug:"
         " use lower-case letters, digits and single hyphens, starting with a letter,"
         " at most 63 characters (e.g. 'iris-classifier')"
     ), result.stderr
@@ -196,15 +173,8 @@ def test_cruft_create_over_a_link_out_of_the_project_writes_nothing(
     outside = tmp_path / "outside"
     outside.mkdir()
     (project / "deploy" / "kubernetes").symlink_to(outside)
-    result = cruft(
-        project.parent,
-        "create",
-        "--no-input",
-        "--default-config",
-        "--overwrite-if-exists",
-        "--extra-context",
-        json.dumps({"include_kubernetes": "yes"}),
-        template,
+    result = create(
+        template, project.parent, {"include_kubernetes": "yes"}, "--overwrite-if-exists"
     )
     assert result.returncode == 1
     assert (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BakedProject, bake, clean_env, poetry_install
+from toolkit.render import BakedProject, bake, clean_env, poetry_install
 
 # (file, pattern, replacement, the generated test that must fail, and in which
 # pod): edits to a render that its manifests do not follow.

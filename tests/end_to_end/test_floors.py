@@ -28,14 +28,8 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from tests.harness import (
-    DEFAULTS,
-    BakedProject,
-    bake,
-    clean_env,
-    interpreter,
-    use_package_index,
-)
+from tests.harness import interpreter
+from toolkit.render import DEFAULTS, BakedProject, bake, clean_env, use_package_index
 
 pytestmark = pytest.mark.floors
 

@@ -11,7 +11,8 @@ from cookiecutter.exceptions import FailedHookException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.harness import DEFAULTS, BakedProject, assert_readme_shows, bake
+from tests.harness import assert_readme_shows
+from toolkit.render import DEFAULTS, BakedProject, bake
 
 FIELDS = ("project_name", "description", "author_name")
 # Any Unicode text (no lone surrogates: they cannot be typed or encoded), half

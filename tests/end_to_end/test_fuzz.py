@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import BakedProject, serving_app
+from toolkit.render import BakedProject
+from toolkit.serve import serving_app
 
 KEY = "fuzz-0123456789abcdef"
 

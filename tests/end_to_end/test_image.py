@@ -1,6 +1,6 @@
 """The default render's container image, built from its Dockerfile and run.
 
-Built and run with podman, so no Docker daemon is needed (tests/image.py says how
+Built and run with podman, so no Docker daemon is needed (toolkit/image.py says how
 a base image that cannot be pulled is stood in for). The Dockerfile is built as
 rendered; only the rendered copy's Poetry source points at the package index pip
 uses, as the other slow tests do.
@@ -15,16 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (
-    SETOSA,
-    VIRGINICA,
-    BakedProject,
-    bake,
-    free_port,
-    http,
-    use_package_index,
-)
-from tests.image import (
+from tests.harness import assert_classifies_the_samples
+from toolkit.image import (
     RUNTIME,
     base_image,
     build,
@@ -34,6 +26,8 @@ from tests.image import (
     require_tools,
     ulimits,
 )
+from toolkit.render import BakedProject, bake, use_package_index
+from toolkit.serve import free_port, http
 
 pytestmark = pytest.mark.image
 
@@ -161,11 +155,7 @@ def container(image: str) -> Iterator[tuple[str, str]]:
 
 def test_image_serves_health_and_predictions(container: tuple[str, str]) -> None:
     _, url = container
-    assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
-    status, body = http("POST", f"{url}/predict", SETOSA)
-    assert (status, body["label"]) == (200, "setosa"), body
-    status, body = http("POST", f"{url}/predict", VIRGINICA)
-    assert (status, body["label"]) == (200, "virginica"), body
+    assert_classifies_the_samples(url)
 
 
 def test_image_runs_as_unprivileged_user(

@@ -19,15 +19,9 @@ import yaml
 from tritonclient import http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.harness import (
-    DATA,
-    SETOSA,
-    VIRGINICA,
-    bake,
-    http,
-    pip_install,
-    serving_app,
-)
+from tests.harness import DATA
+from toolkit.render import bake, pip_install
+from toolkit.serve import SETOSA, VIRGINICA, http, serving_app
 
 OPENAPI = DATA / "open-inference-protocol/open_inference_rest.yaml"
 SAMPLES = (SETOSA, VIRGINICA)

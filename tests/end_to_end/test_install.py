@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -12,24 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.harness import (
-    SETOSA,
-    VIRGINICA,
-    BakedProject,
-    bake,
-    http,
-    pip_install,
-    poetry_install,
-    serving_app,
+    assert_classifies_the_samples,
+    assert_generated_suite_passes,
+    assert_lint_and_type_clean,
 )
+from toolkit.render import BakedProject, bake, pip_install, poetry_install
+from toolkit.serve import SETOSA, http, serving_app
 
 
 def assert_serves_predictions(python: Path, cwd: Path, log: Path) -> None:
     with serving_app(python, cwd, log) as url:
-        assert http("GET", f"{url}/health/ready") == (200, {"status": "ready"})
-        status, body = http("POST", f"{url}/predict", SETOSA)
-        assert (status, body["label"]) == (200, "setosa"), body
-        status, body = http("POST", f"{url}/predict", VIRGINICA)
-        assert (status, body["label"]) == (200, "virginica"), body
+        assert_classifies_the_samples(url)
         status, body = http("POST", f"{url}/predict", {**SETOSA, "sepal_length": "x"})
         assert status == 422, body
 
@@ -46,32 +38,14 @@ def assert_cannot_import(python: Path, *modules: str) -> None:
 def test_generated_tests_all_pass_under_poetry(
     dev_install: tuple[BakedProject, Path],
 ) -> None:
-    project, bin_dir = dev_install
-    # Every test, the real-server ones marked slow included.
-    result = project.run(
-        bin_dir / "python",
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-m",
-        "slow or not slow",
-    )
-    summary = result.stdout.strip().splitlines()[-1]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed, summary
-    assert int(passed.group(1)) >= 15, summary
-    assert "skipped" not in summary, summary  # the training test ran too
-    assert "warning" not in summary, result.stdout
+    # Every test, the real-server ones and the training test included.
+    assert_generated_suite_passes(*dev_install, at_least=15)
 
 
 def test_generated_project_is_lint_and_type_clean(
     dev_install: tuple[BakedProject, Path],
 ) -> None:
-    project, bin_dir = dev_install
-    project.run(bin_dir / "ruff", "check", "--no-cache", ".")
-    project.run(bin_dir / "ruff", "format", "--no-cache", "--check", ".")
-    project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
+    assert_lint_and_type_clean(*dev_install)
 
 
 def test_pre_commit_hooks_pass_on_a_fresh_repository(

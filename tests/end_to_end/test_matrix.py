@@ -18,13 +18,8 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
-from tests.harness import (
-    DEFAULTS,
-    BakedProject,
-    bake,
-    interpreter,
-    template_residue,
-)
+from tests.harness import interpreter, template_residue
+from toolkit.render import DEFAULTS, BakedProject, bake
 
 CHOICES = {
     key: [True, False] if isinstance(value, bool) else value

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import bake, clean_env
+from tests.harness import ISOLATED_GIT
+from toolkit.render import bake, clean_env
 
 
 def path_without_poetry() -> str:
@@ -27,12 +28,7 @@ def test_git_commit_runs_the_hooks_without_poetry(tmp_path: Path) -> None:
     env = {
         "PATH": path_without_poetry(),
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"),
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Template Tests",
-        "GIT_AUTHOR_EMAIL": "template-tests@example.com",
-        "GIT_COMMITTER_NAME": "Template Tests",
-        "GIT_COMMITTER_EMAIL": "template-tests@example.com",
+        **ISOLATED_GIT,
     }
     # As the generated README says: a git repository first, then the hook.
     project.run("git", "init", "-q", env=env)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BakedProject, bake
+from toolkit.render import BakedProject, bake
 
 ANSWERS = {
     "defaults": {},

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import TEMPLATE, BakedProject, bake, http, poetry_install, serving
+from tests.harness import assert_generated_suite_passes, assert_lint_and_type_clean
+from toolkit.render import TEMPLATE, BakedProject, bake, poetry_install
+from toolkit.serve import http, serving
 
 # ONNX Runtime computes in float32: relative to the largest value served.
 RELATIVE_TOLERANCE = 1e-5
@@ -36,26 +38,22 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> tuple[BakedProject, 
     return project, poetry_install(project, "--with", "train")
 
 
+@pytest.fixture(params=["classification", "regression"])
+def each_task(request: pytest.FixtureRequest) -> tuple[str, BakedProject, Path]:
+    """Each task's render, installed with its training group: the task, the
+    render, its bin directory."""
+    task = request.param
+    install = request.getfixturevalue(
+        "regression" if task == "regression" else "dev_install"
+    )
+    return task, *install
+
+
 def test_a_regression_render_passes_its_suite_ruff_and_mypy_as_rendered(
     regression: tuple[BakedProject, Path],
 ) -> None:
-    project, bin_dir = regression
-    result = project.run(
-        bin_dir / "python",
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-m",
-        "slow or not slow",
-    )
-    summary = result.stdout.strip().splitlines()[-1]
-    assert " passed" in summary, result.stdout
-    assert "failed" not in summary, result.stdout
-    assert "skipped" not in summary, result.stdout
-    project.run(bin_dir / "ruff", "check", "--no-cache", ".")
-    project.run(bin_dir / "ruff", "format", "--no-cache", "--check", ".")
-    project.run(bin_dir / "mypy", "--cache-dir", "/dev/null", "app", "tests")
+    assert_generated_suite_passes(*regression)
+    assert_lint_and_type_clean(*regression)
 
 
 def test_a_regression_render_serves_what_its_pipeline_predicts(
@@ -106,18 +104,11 @@ def test_a_regression_render_serves_what_its_pipeline_predicts(
         assert worst <= tolerance, (worst, tolerance)
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
 def test_an_artifact_of_the_other_task_stops_the_service_in_one_line(
-    regression: tuple[BakedProject, Path],
-    dev_install: tuple[BakedProject, Path],
-    tmp_path: Path,
-    task: str,
+    each_task: tuple[str, BakedProject, Path],
 ) -> None:
-    (project, bin_dir), other = (
-        (regression, "classification")
-        if task == "regression"
-        else (dev_install, "regression")
-    )
+    task, project, bin_dir = each_task
+    (other,) = {"classification", "regression"} - {task}
     artifact = (
         TEMPLATE / "{{cookiecutter.project_slug}}/_tasks" / other / "app/model.onnx"
     )
@@ -149,14 +140,10 @@ def readme_curl_commands(project: BakedProject) -> list[str]:
     return commands
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
 def test_the_readme_curl_examples_answer_as_written(
-    regression: tuple[BakedProject, Path],
-    dev_install: tuple[BakedProject, Path],
-    tmp_path: Path,
-    task: str,
+    each_task: tuple[str, BakedProject, Path], tmp_path: Path
 ) -> None:
-    project, bin_dir = regression if task == "regression" else dev_install
+    _, project, bin_dir = each_task
     commands = readme_curl_commands(project)
     posts = [command for command in commands if "-X POST" in command]
     assert len(posts) >= 3, commands  # /predict, /predict/batch and /v2 infer

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from uv import find_uv_bin
 
-from tests.harness import BakedProject, bake, http, package_index_url, serving
+from toolkit.render import BakedProject, bake, package_index_url
+from toolkit.serve import http, serving
 
 UV = find_uv_bin()
 

@@ -9,7 +9,7 @@ from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
-from tests.harness import DEFAULTS, TEMPLATE
+from toolkit.render import DEFAULTS, TEMPLATE
 
 VALID_ANSWERS = {key: value for key, value in DEFAULTS.items() if key[0] != "_"} | {
     "model_task": "classification",

@@ -9,9 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import local_extensions as rules
-from tests.harness import (
-    markdown_blocks,
-)
+from tests.harness import markdown_blocks
 
 # Any Unicode text (no lone surrogates: they cannot be typed or encoded), half
 # of it drawn from the characters that break naive escaping, mixed with others.

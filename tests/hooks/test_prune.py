@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.harness import TEMPLATE
+from toolkit.render import TEMPLATE
 
 
 def load_hook(name: str) -> ModuleType:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import local_extensions as rules
-from tests.harness import DEFAULTS, MENTIONS, BakedProject, bake
+from tests.harness import MENTIONS, assert_ruff_clean
+from toolkit.render import DEFAULTS, BakedProject, bake
 
 OPTIONS = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
 DEFAULT_OFF = {"include_kubernetes"}
@@ -40,7 +41,7 @@ def test_option_off_leaves_no_file_or_mention(output_dir: Path, option: str) -> 
     for path in rules.OPTIONAL_PATHS[option]:
         assert not (project.path / path).exists(), path
     assert mentions(project, MENTIONS[option]) == []
-    project.assert_ruff_clean()
+    assert_ruff_clean(project)
 
 
 def test_all_options_off_renders_the_bare_service(output_dir: Path) -> None:

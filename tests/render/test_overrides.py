@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import DEFAULTS, run_cli
+from tests.harness import run_cli
+from toolkit.render import DEFAULTS
 
 ESCAPED_SLUG = "../../escaped"
 DERIVED_HINT = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import local_extensions as rules
-from tests.harness import BakedProject, bake
+from toolkit.render import BakedProject, bake
 
 # A figure in milliseconds as the README writes it: "2 ms", "0.5 ms".
 MILLISECONDS = re.compile(r"(\d+(?:\.\d+)?) ms\b")

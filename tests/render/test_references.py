@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import bake
+from toolkit.render import bake
 
 # A relative path with at least one directory and a file extension, as prose and
 # comments write them: `app/batching.py`, `../kustomization.yaml`.

@@ -13,17 +13,14 @@ from cookiecutter.exceptions import FailedHookException
 
 import local_extensions as rules
 from tests.harness import (
-    BINARY_SUFFIXES,
-    DEFAULTS,
     HOSTILE,
-    TEMPLATE,
-    BakedProject,
     assert_readme_shows,
-    bake,
+    assert_ruff_clean,
     markdown_blocks,
     run_cli,
     template_residue,
 )
+from toolkit.render import BINARY_SUFFIXES, DEFAULTS, TEMPLATE, BakedProject, bake
 
 DEFAULT_FILES = [
     ".dockerignore",
@@ -193,7 +190,7 @@ def test_default_render_python_files_compile(default_project: BakedProject) -> N
 
 
 def test_default_render_is_ruff_clean(default_project: BakedProject) -> None:
-    default_project.assert_ruff_clean()
+    assert_ruff_clean(default_project)
 
 
 @pytest.mark.parametrize("license_name", DEFAULTS["license"])
@@ -210,7 +207,7 @@ def test_each_license_renders_clean(output_dir: Path, license_name: str) -> None
         assert expression == license_name
         assert DEFAULTS["author_name"] in project.read("LICENSE")
     assert not (project.path / "_licenses").exists()
-    project.assert_ruff_clean()
+    assert_ruff_clean(project)
 
 
 @pytest.mark.parametrize("python_version", DEFAULTS["python_version"])
@@ -220,7 +217,7 @@ def test_each_python_version_renders_clean(
     project = bake(output_dir, python_version=python_version)
     assert project.pyproject()["project"]["requires-python"] == f">={python_version}"
     assert f"Python {python_version}+" in project.read("README.md")
-    project.assert_ruff_clean()
+    assert_ruff_clean(project)
 
 
 def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
@@ -235,7 +232,7 @@ def assert_round_trip(project: BakedProject, answers: dict[str, str]) -> None:
     for relative in project.files():
         if relative.endswith(".py"):
             compile(project.read(relative), relative, "exec")
-    project.assert_ruff_clean()
+    assert_ruff_clean(project)
 
 
 def test_hostile_answers_round_trip(output_dir: Path) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import DEFAULTS, TEMPLATE, BakedProject, assert_valid_workflow
+from tests.harness import assert_valid_workflow
+from toolkit.render import DEFAULTS, TEMPLATE, BakedProject
 
 WORKFLOWS = TEMPLATE / ".github" / "workflows"
 TEMPLATE_WORKFLOW = WORKFLOWS / "template.yml"

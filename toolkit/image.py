@@ -8,7 +8,7 @@ root file system with python3 and venv, pip and setuptools installed by pip,
 marker, which is what the Dockerfile expects of ``python:X-slim``. Only the base
 is a stand-in; the Dockerfile is built unchanged.
 
-    python -m tests.image    # make the default render's base image available
+    python -m toolkit.image  # make the default render's base image available
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from dockerfile_parse import DockerfileParser
+
+from toolkit.render import bake
 
 INSTALL = "apt-get install -y podman runc mmdebstrap"
 # runc: podman's default runtime (crun) cannot create containers under a hybrid
@@ -226,8 +228,6 @@ def image_size(tag: str) -> int:
 
 
 if __name__ == "__main__":
-    from tests.harness import bake
-
     require_tools("podman")
     with tempfile.TemporaryDirectory() as tmp:
         name = base_image(bake(Path(tmp)).read("Dockerfile"))
