@@ -28,10 +28,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,8 @@ ROWS = {
     "baseline": "baseline service",
     "other": "other service",
     "quiet": "service, APP_LOG_LEVEL=warning",
-    "opentelemetry": "service, APP_OPENTELEMETRY=true",
+    "tracing": "service, APP_TRACING=true",
+    "tracing-dead": "service, APP_TRACING=true, collector down",
     "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
@@ -88,7 +91,8 @@ ROWS = {
     BASELINE,
     OTHER,
     QUIET,
-    OPENTELEMETRY,
+    TRACING,
+    TRACING_DEAD,
     H11,
     BATCH,
     WORKERS,
@@ -103,7 +107,8 @@ RATIOS = (
     (SERVICE, RAW),
     (QUIET, BARE_QUIET),
     (SERVICE, QUIET),
-    (OPENTELEMETRY, BARE),
+    (TRACING, SERVICE),
+    (TRACING_DEAD, SERVICE),
     (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
@@ -561,6 +566,7 @@ def servers_under_test(
     baseline: Path | None,
     heavy: Path | None = None,
     other: Path | None = None,
+    collector: str | None = None,
 ) -> list[Server]:
     python = str(project / ".venv" / "bin" / "python")
 
@@ -602,10 +608,15 @@ def servers_under_test(
         servers.append(service("other", other))
     # Without its log line per request, like the floor without its access log.
     servers.append(service("quiet", project, settings={"APP_LOG_LEVEL": "warning"}))
-    # What FastAPI's native OpenTelemetry costs when turned on with no SDK set up.
-    servers.append(
-        service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
-    )
+    # Tracing every request, its spans sent to a collector that takes them
+    # (one in this process, which reads each export and answers 200), or to
+    # one that is down (nothing listens on its port).
+    if collector is not None:
+        traced = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+        servers.append(service("tracing", project, settings=traced))
+    dead = f"http://127.0.0.1:{free_port()}"
+    traced_dead = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": dead}
+    servers.append(service("tracing-dead", project, settings=traced_dead))
     # uvicorn's pure-Python parser, the alternative to httptools.
     servers.append(service("h11", project, settings={"APP_HTTP": "h11"}))
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
@@ -640,6 +651,33 @@ def servers_under_test(
         servers.append(heavy_service("heavy", BATCHING_OFF))
         servers.append(heavy_service("heavy-batching", BATCHING_ON))
     return servers
+
+
+class _Accept(BaseHTTPRequestHandler):
+    """Takes an OTLP/HTTP export and answers that it was taken."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")  # an empty response message
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """A collector that takes every export and keeps nothing: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def measure_cold_start(project: Path, runs: int, logs: Path) -> dict[str, Any]:
@@ -914,9 +952,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             step("the heavy model: a copy of the render serving an ONNX MLP")
             heavy = heavy_project(project, workdir)
         other = options.other.resolve() if options.other else None
-        servers = servers_under_test(project, baseline, heavy, other)
-        servers = [server for server in servers if server.key in keys]
-        results["serving"] = measure_serving(servers, options, logs)
+        with otlp_sink() as collector:
+            servers = servers_under_test(project, baseline, heavy, other, collector)
+            servers = [server for server in servers if server.key in keys]
+            results["serving"] = measure_serving(servers, options, logs)
         results["ratios"] = compute_ratios(results["serving"])
     results["targets"] = targets(results)
     results["machine"]["load_average_at_end"] = load_average()

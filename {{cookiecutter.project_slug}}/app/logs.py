@@ -136,7 +136,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "loggers": {
             "app": {**handler, "level": level},
             "uvicorn": {**handler, "level": level},
-            # The SDK's own warnings, such as a collector it cannot reach.
-            "opentelemetry": {**handler, "level": "WARNING"},
+            # The tracing SDK's errors, such as an export that failed for good,
+            # once per batch of spans. Not its warnings: it warns once per span
+            # it drops while the collector is down, a line per request.
+            "opentelemetry": {**handler, "level": "ERROR"},
         },
     }

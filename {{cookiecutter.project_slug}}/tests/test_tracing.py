@@ -30,6 +30,7 @@ from app.logs import (
     request_id,
 )
 from app.main import create_app
+from app.middleware import RequestLog
 from tests.conftest import FEATURE_NAMES, FIRST, LAST, MODEL
 
 TRACING = Settings(_env_file=None, tracing=True)
@@ -288,6 +289,37 @@ def test_the_request_line_carries_the_ids_of_its_server_span(
         "r-1",
         trace.format_trace_id(server.context.trace_id),
         trace.format_span_id(server.context.span_id),
+    )
+
+
+def test_lines_written_together_carry_each_their_own_ids(
+    spans: Spans, records: Records
+) -> None:
+    tracer = spans.provider.get_tracer(__name__)
+    log = RequestLog()
+
+    async def two_end_while_a_third_is_served() -> None:
+        for _ in range(3):
+            log.started()
+        for name in ("first", "second"):
+            with tracer.start_as_current_span(name):
+                log.ended(name, "POST", "/predict", 200, 0.001)
+        assert records.records == []  # their lines wait for the end of the turn
+        await asyncio.sleep(0)
+
+    asyncio.run(two_end_while_a_third_is_served())
+    lines = [
+        (line.request_id, line.trace_id, line.span_id)  # type: ignore[attr-defined]
+        for line in records.records
+    ]
+    assert lines == [(name, *ids(spans.one(name))) for name in ("first", "second")]
+
+
+def ids(span: ReadableSpan) -> tuple[str, str]:
+    """The trace and span ids of a span, as the log lines show them."""
+    return (
+        trace.format_trace_id(span.context.trace_id),
+        trace.format_span_id(span.context.span_id),
     )
 
 
