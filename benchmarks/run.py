@@ -75,6 +75,7 @@ ROWS = {
     "quiet": "service, APP_LOG_LEVEL=warning",
     "tracing": "service, APP_TRACING=true",
     "tracing-dead": "service, APP_TRACING=true, collector down",
+    "tracing-sampled": "service, APP_TRACING=true, 1 trace in 10 sampled",
     "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
@@ -93,6 +94,7 @@ ROWS = {
     QUIET,
     TRACING,
     TRACING_DEAD,
+    TRACING_SAMPLED,
     H11,
     BATCH,
     WORKERS,
@@ -109,6 +111,7 @@ RATIOS = (
     (SERVICE, QUIET),
     (TRACING, SERVICE),
     (TRACING_DEAD, SERVICE),
+    (TRACING_SAMPLED, SERVICE),
     (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
@@ -614,6 +617,12 @@ def servers_under_test(
     if collector is not None:
         traced = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
         servers.append(service("tracing", project, settings=traced))
+        sampled = {
+            **traced,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        servers.append(service("tracing-sampled", project, settings=sampled))
     dead = f"http://127.0.0.1:{free_port()}"
     traced_dead = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": dead}
     servers.append(service("tracing-dead", project, settings=traced_dead))
