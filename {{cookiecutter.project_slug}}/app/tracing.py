@@ -79,11 +79,10 @@ def telemetry(provider: "TracerProvider") -> TelemetryConfig:
     FastAPI's telemetry stays off: the service reports and logs on its own.
     """
     return {
+        **OFF,
         "tracer_provider": provider,
         "tracing": True,
         "operation_spans": False,
-        "metrics": False,
-        "logs": False,
     }
 
 
