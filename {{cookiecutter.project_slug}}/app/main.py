@@ -87,11 +87,12 @@ def create_app(
     exports them over OTLP/HTTP as the ``OTEL_*`` variables say.
     """
     settings = settings or Settings()
+    # A provider made here is shut down with the app; one given is the caller's.
     own_provider = settings.tracing and tracer_provider is None
-    if own_provider:
-        tracer_provider = tracing.otlp_provider()
-    elif not settings.tracing:
+    if not settings.tracing:
         tracer_provider = None
+    elif tracer_provider is None:
+        tracer_provider = tracing.otlp_provider()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
