@@ -40,6 +40,7 @@ from benchmarks.serving import (
     ROWS,
     heavy_project,
     measure_cold_start,
+    otlp_sink,
     servers_under_test,
 )
 from toolkit.render import bake, poetry_install
@@ -146,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             step("the heavy model: a copy of the render serving an ONNX MLP")
             heavy = heavy_project(project, workdir)
         other = options.other.resolve() if options.other else None
-        servers = servers_under_test(project, baseline, heavy, other)
-        servers = [server for server in servers if server.key in keys]
-        results["serving"] = measure_serving(servers, options, logs)
+        with otlp_sink() as collector:
+            servers = servers_under_test(project, baseline, heavy, other, collector)
+            servers = [server for server in servers if server.key in keys]
+            results["serving"] = measure_serving(servers, options, logs)
         results["ratios"] = compute_ratios(results["serving"], RATIOS)
     results["targets"] = targets(results)
     results["machine"]["load_average_at_end"] = load_average()

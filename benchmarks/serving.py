@@ -6,13 +6,17 @@ between rows that the tables show; and the service's cold start."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from benchmarks.load import Server, running
 from benchmarks.measure import median, run_checked
+from toolkit.serve import free_port
 
 HERE = Path(__file__).resolve().parent
 FLOORS_DIR = HERE / "floors"
@@ -33,7 +37,9 @@ ROWS = {
     "baseline": "baseline service",
     "other": "other service",
     "quiet": "service, APP_LOG_LEVEL=warning",
-    "opentelemetry": "service, APP_OPENTELEMETRY=true",
+    "tracing": "service, APP_TRACING=true",
+    "tracing-dead": "service, APP_TRACING=true, collector down",
+    "tracing-sampled": "service, APP_TRACING=true, 1 trace in 10 sampled",
     "h11": "service, APP_HTTP=h11",
     "batch": "service, /predict/batch",
     "workers": "service, APP_WORKERS=2",
@@ -50,7 +56,9 @@ ROWS = {
     BASELINE,
     OTHER,
     QUIET,
-    OPENTELEMETRY,
+    TRACING,
+    TRACING_DEAD,
+    TRACING_SAMPLED,
     H11,
     BATCH,
     WORKERS,
@@ -65,7 +73,9 @@ RATIOS = (
     (SERVICE, RAW),
     (QUIET, BARE_QUIET),
     (SERVICE, QUIET),
-    (OPENTELEMETRY, BARE),
+    (TRACING, SERVICE),
+    (TRACING_DEAD, SERVICE),
+    (TRACING_SAMPLED, SERVICE),
     (H11, SERVICE),
     (BASELINE, BARE),
     (SERVICE, BASELINE),
@@ -123,6 +133,7 @@ def servers_under_test(
     baseline: Path | None,
     heavy: Path | None = None,
     other: Path | None = None,
+    collector: str | None = None,
 ) -> list[Server]:
     python = project / ".venv" / "bin" / "python"
     servers = [
@@ -137,10 +148,21 @@ def servers_under_test(
         servers.append(service("other", other))
     # Without its log line per request, like the floor without its access log.
     servers.append(service("quiet", project, settings={"APP_LOG_LEVEL": "warning"}))
-    # What FastAPI's native OpenTelemetry costs when turned on with no SDK set up.
-    servers.append(
-        service("opentelemetry", project, settings={"APP_OPENTELEMETRY": "true"})
-    )
+    # Tracing every request, its spans sent to a collector that takes them
+    # (one in this process, which reads each export and answers 200), or to
+    # one that is down (nothing listens on its port).
+    if collector is not None:
+        traced = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+        servers.append(service("tracing", project, settings=traced))
+        sampled = {
+            **traced,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        servers.append(service("tracing-sampled", project, settings=sampled))
+    dead = f"http://127.0.0.1:{free_port()}"
+    traced_dead = {"APP_TRACING": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": dead}
+    servers.append(service("tracing-dead", project, settings=traced_dead))
     # uvicorn's pure-Python parser, the alternative to httptools.
     servers.append(service("h11", project, settings={"APP_HTTP": "h11"}))
     servers.append(service("batch", project, path="/predict/batch", batch=BATCH_SIZE))
@@ -178,6 +200,33 @@ def servers_under_test(
         servers.append(heavy_service("heavy", BATCHING_OFF))
         servers.append(heavy_service("heavy-batching", BATCHING_ON))
     return servers
+
+
+class _Accept(BaseHTTPRequestHandler):
+    """Takes an OTLP/HTTP export and answers that it was taken."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")  # an empty response message
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """A collector that takes every export and keeps nothing: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def measure_cold_start(project: Path, runs: int, logs: Path) -> dict[str, Any]:

@@ -117,7 +117,9 @@ def test_production_install_serves_without_dev_tools(
     bin_dir = poetry_install(project, "--only", "main")
     for tool in ("pytest", "ruff", "mypy", "pre-commit"):
         assert not (bin_dir / tool).exists(), f"{tool} installed in production"
-    assert_cannot_import(bin_dir / "python", "pytest", "httpx2", "sklearn", "onnx")
+    assert_cannot_import(
+        bin_dir / "python", "pytest", "httpx2", "sklearn", "onnx", "opentelemetry.sdk"
+    )
     log = tmp_path_factory.mktemp("prod-log") / "server.log"
     assert_serves_predictions(bin_dir / "python", project.path, log)
 

@@ -50,6 +50,7 @@ DEFAULT_FILES = [
     "app/prediction_metrics.py",
     "app/schemas.py",
     "app/security.py",
+    "app/tracing.py",
     "app/train.py",
     "monitoring/prometheus/rules.test.yml",
     "monitoring/prometheus/rules.yml",
@@ -69,6 +70,7 @@ DEFAULT_FILES = [
     "tests/test_model.py",
     "tests/test_prediction_metrics.py",
     "tests/test_security.py",
+    "tests/test_tracing.py",
     "tests/test_train.py",
 ]
 # Words of each task that a render of the other must not carry.

@@ -12,6 +12,8 @@ expect is what the model's previous run took (see ``LOOP_RUN_SECONDS``). A slow
 run stays in the event loop all the same when every request the service is
 serving waits for it: then nothing else needs the loop, and a thread would only
 add two hand-overs to the run.
+
+With a tracer (tracing on), each run has a span: see ``Batcher._traced``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from app import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ BatchObserver = Callable[[int, Sequence[float]], None]
 # second of handing every run to a thread. A run that took longer is worth a
 # thread, if another request needs the loop.
 LOOP_RUN_SECONDS = 0.002
+_UNTRACED: AbstractContextManager[None] = nullcontext()
 
 
 class ModelRunError(Exception):
@@ -55,6 +64,7 @@ class _Pending:
     answer: asyncio.Future[Any]
     queued_at: float
     caller: object  # the same for the rows of one call of predict_many
+    span: trace.Span | None = None  # the caller's, with a tracer
 
 
 class Batcher:
@@ -68,9 +78,11 @@ class Batcher:
         observers: Sequence[BatchObserver] = (),
         loop_run_seconds: float = LOOP_RUN_SECONDS,
         in_flight: Callable[[], int] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         """``in_flight`` counts the requests the service is serving, those
-        waiting here included; without it, a slow run always takes a thread."""
+        waiting here included; without it, a slow run always takes a thread.
+        With a ``tracer``, each model run has a span."""
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
         if max_wait < 0:
@@ -80,6 +92,7 @@ class Batcher:
         self.observers = list(observers)
         self.loop_run_seconds = loop_run_seconds
         self._in_flight = in_flight
+        self._tracer = tracer
         self._predict_batch = predict_batch
         self._rows: deque[_Pending] = deque()
         self._arrived = asyncio.Event()  # set while rows may be waiting
@@ -110,7 +123,8 @@ class Batcher:
         if self._worker is None or self._stopping:
             raise BatcherStoppedError("the service is shutting down")
         answer = asyncio.get_running_loop().create_future()
-        self._rows.append(_Pending(row, answer, time.perf_counter(), answer))
+        span = None if self._tracer is None else trace.get_current_span()
+        self._rows.append(_Pending(row, answer, time.perf_counter(), answer, span))
         self._arrived.set()
         # A caller cancelled here (its client went away) cancels only its own
         # future; the worker skips it or drops its answer.
@@ -123,9 +137,10 @@ class Batcher:
             raise BatcherStoppedError("the service is shutting down")
         loop = asyncio.get_running_loop()
         caller, queued_at = object(), time.perf_counter()
+        span = None if self._tracer is None else trace.get_current_span()
         answers = [loop.create_future() for _ in rows]
         self._rows.extend(
-            _Pending(row, answer, queued_at, caller)
+            _Pending(row, answer, queued_at, caller, span)
             for row, answer in zip(rows, answers, strict=True)
         )
         self._arrived.set()
@@ -183,6 +198,13 @@ class Batcher:
         if not batch:
             return
         started = time.perf_counter()
+        with self._traced(batch, started):
+            await self._run_model(batch)
+        waits = [started - pending.queued_at for pending in batch]
+        for observe in self.observers:
+            observe(len(batch), waits)
+
+    async def _run_model(self, batch: list[_Pending]) -> None:
         try:
             rows = [pending.row for pending in batch]
             if self._last_run_seconds < self.loop_run_seconds or self._alone(batch):
@@ -201,6 +223,9 @@ class Batcher:
             raise
         except Exception as error:
             logger.exception("model run failed for a batch of %d rows", len(batch))
+            trace.get_current_span().set_status(
+                trace.StatusCode.ERROR, type(error).__name__
+            )
             for pending in batch:
                 if not pending.answer.done():
                     pending.answer.set_exception(
@@ -213,9 +238,51 @@ class Batcher:
             for pending, answer in zip(batch, answers, strict=True):
                 if not pending.answer.done():
                     pending.answer.set_result(answer)
-        waits = [started - pending.queued_at for pending in batch]
-        for observe in self.observers:
-            observe(len(batch), waits)
+
+    def _traced(
+        self, batch: list[_Pending], started: float
+    ) -> AbstractContextManager[object]:
+        """The span of this run, current while it runs; nothing without a tracer.
+
+        A run serves the rows of several requests, each in a trace of its own,
+        and a span has one parent. The run's span is the child of the first
+        request it serves whose trace is sampled, so that a run for a single
+        request (the usual case under light load) sits in that request's trace
+        like any other step, and it follows that trace's sampling decision. It
+        links to every request it serves, and each of the others links back to
+        it, so that from any of them the run is one link away. Each request's
+        span records how long its rows waited for the run. When no request it
+        serves is sampled, the run is not traced either.
+        """
+        if self._tracer is None:
+            return _UNTRACED
+        # Each sampled request's span: its rows in this run, and their wait.
+        requests: dict[trace.Span, tuple[int, float]] = {}
+        for pending in batch:
+            span = pending.span
+            if span is not None and span.is_recording():
+                rows, waited = requests.get(span, (0, 0.0))
+                requests[span] = (rows + 1, max(waited, started - pending.queued_at))
+        if not requests:
+            return _UNTRACED
+        parent = next(iter(requests))
+        run = self._tracer.start_span(
+            tracing.MODEL_RUN,
+            context=trace.set_span_in_context(parent, Context()),
+            links=[
+                trace.Link(span.get_span_context(), {tracing.BATCH_ROWS: rows})
+                for span, (rows, _) in requests.items()
+            ],
+            attributes={
+                tracing.BATCH_SIZE: len(batch),
+                tracing.BATCH_REQUESTS: len(requests),
+            },
+        )
+        for span, (_, waited) in requests.items():
+            span.set_attribute(tracing.BATCH_WAIT, waited)
+            if span is not parent:
+                span.add_link(run.get_span_context())
+        return trace.use_span(run, end_on_exit=True)
 
     def _alone(self, batch: list[_Pending]) -> bool:
         """Whether the callers of this batch are all the requests in flight."""

@@ -12,7 +12,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app import security
+from app import security, tracing
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 # Upper bounds that keep a typo from reaching a library as a number it cannot
@@ -33,6 +33,7 @@ RENAMED = {
     "max_batch_size": "max_rows_per_request",
     "batch_max_size": "max_rows_per_run",
     "batch_max_wait_ms": "max_wait_per_run_ms",
+    "opentelemetry": "tracing",
 }
 
 
@@ -67,9 +68,9 @@ class Settings(BaseSettings):
     )
     # A comma-separated list in the environment, e.g. "https://a.example,https://b.example".
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
-    # FastAPI's own OpenTelemetry spans, metrics and logs, sent to the providers
-    # you configure. Off by default: it looks for them on every request.
-    opentelemetry: bool = False
+    # OpenTelemetry traces, exported over OTLP/HTTP as the standard OTEL_*
+    # variables say (see app/tracing.py); needs the `tracing` extra.
+    tracing: bool = False
     # Connections and requests at once, per worker; beyond it, uvicorn answers
     # 503 at once. Open connections count, idle or not, so it sits above the
     # usual open-file limit (1024): a raised limit stays bounded, and a few
@@ -113,6 +114,7 @@ class Settings(BaseSettings):
     max_batch_size: None = Field(default=None, exclude=True)
     batch_max_size: None = Field(default=None, exclude=True)
     batch_max_wait_ms: None = Field(default=None, exclude=True)
+    opentelemetry: None = Field(default=None, exclude=True)
 
     @field_validator(*RENAMED, mode="before")
     @classmethod
@@ -138,6 +140,13 @@ class Settings(BaseSettings):
     def api_key_pairs(self) -> list[tuple[str, str]]:
         """The keys of APP_API_KEYS, by client name."""
         return security.parse(self.api_keys.get_secret_value().split(","), "entry")
+
+    @field_validator("tracing")
+    @classmethod
+    def _tracing_installed(cls, value: bool) -> bool:
+        if value and not tracing.installed():
+            raise ValueError(tracing.INSTALL_HINT)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,7 +1,9 @@
 """Logging, configured once from the settings: text for people, JSON for collectors.
 
 Every record carries the id of the request being served (``-`` outside one), so
-the lines of one request can be found together.
+the lines of one request can be found together. With tracing on, it carries the
+ids of the trace and span it was written in as well (``-`` outside one), so
+that a line leads to its trace and a trace to its lines.
 """
 
 import logging
@@ -10,6 +12,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 from app.config import Settings
@@ -19,6 +22,13 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
 JSON_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s"
+)
+# With tracing on, the ids of the trace and the span, beside the request's.
+TRACED_TEXT_FORMAT = TEXT_FORMAT.replace(
+    "[%(request_id)s]", "[%(request_id)s trace=%(trace_id)s span=%(span_id)s]"
+)
+TRACED_JSON_FORMAT = JSON_FORMAT.replace(
+    "%(request_id)s", "%(request_id)s %(trace_id)s %(span_id)s"
 )
 # Characters that could start a forged line, move the cursor or hide text in
 # a terminal: C0 and C1 controls, DEL, and Unicode's line and paragraph ends.
@@ -30,6 +40,19 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        return True
+
+
+class TraceContextFilter(logging.Filter):
+    """Stamp each record with the ids of the current trace and span, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        else:
+            record.trace_id = record.span_id = "-"
         return True
 
 
@@ -76,10 +99,13 @@ class JsonLinesFormatter(_TimestampPerSecond, JsonFormatter):
 
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the service and uvicorn alike."""
+    filters: dict[str, Any] = {"request_id": {"()": RequestIdFilter}}
+    if settings.tracing:
+        filters["trace_context"] = {"()": TraceContextFilter}
     formatter: dict[str, Any] = (
         {
             "()": JsonLinesFormatter,
-            "fmt": JSON_FORMAT,
+            "fmt": TRACED_JSON_FORMAT if settings.tracing else JSON_FORMAT,
             "rename_fields": {
                 "asctime": "time",
                 "levelname": "level",
@@ -87,25 +113,32 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             },
         }
         if settings.log_json
-        else {"()": TextFormatter, "fmt": TEXT_FORMAT}
+        else {
+            "()": TextFormatter,
+            "fmt": TRACED_TEXT_FORMAT if settings.tracing else TEXT_FORMAT,
+        }
     )
     handler = {"handlers": ["default"], "propagate": False}
     level = settings.log_level.upper()
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": filters,
         "formatters": {"default": formatter},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["request_id"],
+                "filters": list(filters),
                 "stream": "ext://sys.stderr",
             }
         },
         "loggers": {
             "app": {**handler, "level": level},
             "uvicorn": {**handler, "level": level},
+            # The tracing SDK's errors, such as an export that failed for good,
+            # once per batch of spans. Not its warnings: it warns once per span
+            # it drops while the collector is down, a line per request.
+            "opentelemetry": {**handler, "level": "ERROR"},
         },
     }

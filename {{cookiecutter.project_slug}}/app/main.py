@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
+from typing import TYPE_CHECKING
 
 from fastapi import (
     APIRouter,
@@ -20,11 +21,10 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import DISTRIBUTION, inference_protocol, model
+from app import DISTRIBUTION, inference_protocol, model, tracing
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.deps import (
@@ -52,6 +52,9 @@ from app.schemas import (
 )
 from app.security import ApiKeys
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger(__name__)
 # The model's routes, which take an API key when keys are on; the rest.
 model_router = APIRouter(route_class=ModelRoute)
@@ -69,18 +72,27 @@ MODEL_ROUTE: dict[int | str, dict[str, object]] = {
     413: {"description": "The body is larger than APP_MAX_BODY_BYTES"},
     **NOT_READY_OR_NO_KEY,
 }
-# FastAPI's native OpenTelemetry looks up the configured providers on every
-# request, even when none is set up; APP_OPENTELEMETRY=true turns it on.
-TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 # A 422 shortens long values, so that its size does not grow with the body.
 MAX_ERROR_TEXT = 100
 
 
 def create_app(
-    settings: Settings | None = None, loaded_model: model.Model | None = None
+    settings: Settings | None = None,
+    loaded_model: model.Model | None = None,
+    tracer_provider: "TracerProvider | None" = None,
 ) -> FastAPI:
-    """Build the application; it loads the model when it starts, unless given one."""
+    """Build the application; it loads the model when it starts, unless given one.
+
+    With tracing on, spans go to ``tracer_provider``, by default one that
+    exports them over OTLP/HTTP as the ``OTEL_*`` variables say.
+    """
     settings = settings or Settings()
+    # A provider made here is shut down with the app; one given is the caller's.
+    own_provider = settings.tracing and tracer_provider is None
+    if not settings.tracing:
+        tracer_provider = None
+    elif tracer_provider is None:
+        tracer_provider = tracing.otlp_provider()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +114,7 @@ def create_app(
                 max_wait=settings.max_wait_per_run_ms / 1000,
                 observers=app.state.observers.batches,
                 in_flight=lambda: request_log.in_flight,
+                tracer=app.state.tracer,
             )
             app.state.batcher.start()
         # What is alive now (modules, the model) lives as long as the process:
@@ -115,6 +128,8 @@ def create_app(
             await app.state.batcher.stop()
             app.state.batcher = None
         app.state.model = None
+        if own_provider and tracer_provider is not None:
+            tracer_provider.shutdown()  # exports the spans still queued
 
     title, description, version = _package_metadata()
     # Swagger UI and ReDoc are served from the package, not a CDN, so the docs
@@ -124,7 +139,9 @@ def create_app(
         description=description,
         version=version,
         lifespan=lifespan,
-        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
+        telemetry=tracing.OFF
+        if tracer_provider is None
+        else tracing.telemetry(tracer_provider),
         # The routes go into the app itself: include_router() would add a layer
         # of routing and body limits to every request. Routes are matched in
         # this order, so the busiest come first: /predict, then /v2's infer.
@@ -145,6 +162,9 @@ def create_app(
     declare_security(app)
     app.state.model = None
     app.state.batcher = None
+    app.state.tracer = (
+        None if tracer_provider is None else tracer_provider.get_tracer(__name__)
+    )
     app.state.observers = Observers()
     # Counts the requests in flight, which the batcher weighs.
     app.state.request_log = request_log = RequestLog()
@@ -281,7 +301,8 @@ async def predict(
 ) -> model.Prediction:
     """Predict one instance."""
     if batcher is None:
-        prediction = loaded.predict(features)
+        with tracing.model_run(request.app.state.tracer, 1):
+            prediction = loaded.predict(features)
     else:
         prediction = await _predict_in_batch(batcher, features)
     report_predictions(request, [prediction])
@@ -298,7 +319,8 @@ async def predict_batch(
     batch: BatchRequest, loaded: ModelDep, request: Request
 ) -> BatchResponse:
     """Predict several instances."""
-    predictions = loaded.predict_batch(batch.instances)
+    with tracing.model_run(request.app.state.tracer, len(batch.instances)):
+        predictions = loaded.predict_batch(batch.instances)
     report_predictions(request, predictions)
     return BatchResponse(predictions=predictions)
 

@@ -6,6 +6,7 @@ and a memory stream to every request.
 """
 
 import asyncio
+import contextvars
 import logging
 import re
 import time
@@ -100,7 +101,10 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.in_flight = 0
-        self._waiting: list[tuple[str, str, str, int, float, str | None]] = []
+        # With each line, the context it was logged in: its span, with tracing on.
+        self._waiting: list[
+            tuple[contextvars.Context, str, str, str, int, float, str | None]
+        ] = []
 
     def started(self) -> None:
         self.in_flight += 1
@@ -119,24 +123,33 @@ class RequestLog:
             return
         if self.in_flight and not self._waiting:
             asyncio.get_running_loop().call_soon(self.write)
-        self._waiting.append((this_request, method, path, status, seconds, caller))
+        context = contextvars.copy_context()
+        self._waiting.append(
+            (context, this_request, method, path, status, seconds, caller)
+        )
         if not self.in_flight:
             self.write()
 
     def write(self) -> None:
-        """Write the lines that are waiting, each with its request's id."""
+        """Write the lines that are waiting, each with its request's id, in the
+        context its request ended in."""
         waiting, self._waiting = self._waiting, []
-        for this_request, method, path, status, seconds, caller in waiting:
-            token = request_id.set(this_request)
-            try:
-                _log_request(method, path, status, seconds, caller)
-            finally:
-                request_id.reset(token)
+        for context, this_request, method, path, status, seconds, caller in waiting:
+            context.run(
+                _log_request, this_request, method, path, status, seconds, caller
+            )
 
 
 def _log_request(
-    method: str, path: str, status: int, seconds: float, caller: str | None
+    this_request: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    caller: str | None,
 ) -> None:
+    # Called in a copy of its request's context: the id set here stays there.
+    request_id.set(this_request)
     elapsed_ms = seconds * 1000
     fields = {
         "method": method,

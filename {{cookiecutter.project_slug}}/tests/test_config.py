@@ -71,6 +71,7 @@ def test_settings_reject_invalid_body_deadline(
         ("APP_MAX_BATCH_SIZE", "APP_MAX_ROWS_PER_REQUEST"),
         ("APP_BATCH_MAX_SIZE", "APP_MAX_ROWS_PER_RUN"),
         ("APP_BATCH_MAX_WAIT_MS", "APP_MAX_WAIT_PER_RUN_MS"),
+        ("APP_OPENTELEMETRY", "APP_TRACING"),
     ],
 )
 def test_a_renamed_setting_stops_start_up_naming_its_new_name(

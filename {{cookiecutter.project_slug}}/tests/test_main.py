@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry import trace
 
 from app.config import Settings
 from app.main import create_app
@@ -231,45 +230,6 @@ def test_cors_allows_configured_origin() -> None:
     with TestClient(create_app(settings)) as client:
         response = client.get("/health/live", headers={"origin": "https://a.example"})
     assert response.headers["access-control-allow-origin"] == "https://a.example"
-
-
-class SpanNames(trace.TracerProvider):
-    """A tracer provider that notes the name of each span started, and no more."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-        names = self.names
-
-        class Tracer(trace.NoOpTracer):
-            def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
-                names.append(name)
-                return super().start_span(name, *args, **kwargs)
-
-        return Tracer()
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the spans started while the test runs."""
-    provider = SpanNames()
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-    return provider.names
-
-
-def test_opentelemetry_is_off_by_default(settings: Settings, spans: list[str]) -> None:
-    with TestClient(create_app(settings)) as client:
-        client.post("/predict", json=FIRST.features)
-    assert spans == []
-
-
-def test_opentelemetry_traces_each_request_when_turned_on(spans: list[str]) -> None:
-    settings = Settings(_env_file=None, opentelemetry=True)
-    with TestClient(create_app(settings)) as client:
-        client.post("/predict", json=FIRST.features)
-    assert spans[0] == "POST", spans
-    assert "fastapi.endpoint" in spans, spans
 
 
 def test_openapi_describes_the_api(client: TestClient) -> None:
