@@ -62,14 +62,18 @@ def format_report(results: dict[str, Any]) -> str:
             f"{render['trivial_s']:.2f} s (one-file template)",
             f"{render['ratio']:.2f}x",
         )
-    for cache, green in results.get("time_to_green", {}).items():
+    greens = results.get("time_to_green", {})
+    for key, green in greens.items():
+        tool, _, cache = key.rpartition(" ")
+        install = "`uv sync`" if tool == "uv" else "`poetry install`"
+        poetry = greens.get(f"poetry {cache}") if tool == "uv" else None
         row(
-            f"time to green, {cache} package cache: render + `poetry install`"
+            f"time to green, {cache} package cache: render + {install}"
             f" + tests ({green['render_s']:.1f} + {green['install_s']:.1f}"
             f" + {green['tests_s']:.1f} s)",
             f"{green['total_s']:.1f} s",
-            "",
-            "",
+            f"{poetry['total_s']:.1f} s (Poetry)" if poetry else "",
+            f"{green['total_s'] / poetry['total_s']:.2f}x" if poetry else "",
         )
     if tests := results.get("tests"):
         row(
