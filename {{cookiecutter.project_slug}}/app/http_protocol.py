@@ -23,12 +23,13 @@ may open only so many (``ulimit -n``). Once they are all taken, accepting
 fails: uvloop then accepts and at once closes every connection waiting to be
 accepted, the newcomers with the attackers (asyncio's own loop stops accepting
 for a second). So connections are kept to seven eighths of the open-file limit
-(896 of 1,024): past that, each new connection ends the one that has waited
-longest for its client (for a head, a body, or the next request), as if its
-deadline had come (408 and close); a connection whose request the app is
-serving is never ended. The eighth held back is for the process's own files
-(about 20) and for connections accepted together in one turn of the event
-loop, which are counted only once each is made. Measured with the open-file
+(896 of 1,024; at least 64 files are held back): past that, each new
+connection ends the one that has waited longest for its client (for a head, a
+body, or the next request), as if its deadline had come (408 and close); a
+connection whose request the app is serving is never ended. The files held
+back are for the process's own (about 20) and for connections accepted
+together in one turn of the event loop, which are counted only once each is
+made. Measured with the open-file
 limit at 1,024 and 2,047 connections sending a body a byte at a time: without
 this, new clients failed for the first 10 s, until the deadline closed the
 slow ones; with it, none failed. A flood of more connections at once than the
@@ -86,15 +87,19 @@ async def service_unavailable_retry_later(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-# The share of the open-file limit that connections may take; see above.
-CONNECTIONS_SHARE = 7 / 8
+# The open-file limit held back from connections, as a share of it and at
+# least a number of files; see above.
+RESERVED_SHARE = 1 / 8
+RESERVED_FILES = 64
 
 
 @functools.cache
 def connections_within_open_files() -> int | None:
     """How many connections may be open at once; None: no open-file limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else int(soft * CONNECTIONS_SHARE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - max(int(soft * RESERVED_SHARE), RESERVED_FILES))
 
 
 # The empty line that ends a head. httptools (llhttp) refuses bare line feeds,
