@@ -37,15 +37,19 @@ eighth held back can still take the last descriptors: per-client limits in a
 proxy are the answer to that.
 
 Beyond ``limit_concurrency``, uvicorn's own 503 says when to come back
-(``Retry-After``), as the service's does when its model routes are full.
+(``Retry-After``), as the service's does when its model routes are full. That
+one, too, is answered here once a request's head is read, before the app is
+called, when the app's admission (``app.deps.Admission``, which its lifespan
+passes on) says it is full: a third of the cost of a refusal by the app.
 """
 
 import asyncio
 import functools
 import resource
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import ClassVar, cast
 
+from starlette.types import Scope as StarletteScope
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable
 from uvicorn._types import Scope as UvicornScope
 from uvicorn.config import Config
@@ -55,6 +59,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.server import ServerState
+
+from app.deps import Admission
 
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -205,6 +211,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         if app is service_unavailable:  # over limit_concurrency
             app = service_unavailable_retry_later
+        elif isinstance(admission := self.app_state.get("admission"), Admission):
+            # A model route when the service is full: answered here, cheaply.
+            # (uvicorn and Starlette type the same ASGI scope and app apart.)
+            turned_away = admission.turned_away(cast(StarletteScope, cycle.scope))
+            if turned_away is not None:
+                app = cast(ASGI3Application, turned_away)
         super()._start_asgi_task(cycle, app)
 
     def on_headers_complete(self) -> None:
