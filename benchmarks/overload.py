@@ -19,6 +19,7 @@ every load), for comparison::
 benchmarks/README.md.
 """
 
+# ruff: noqa: S603  (it runs wrk)
 from __future__ import annotations
 
 import argparse
