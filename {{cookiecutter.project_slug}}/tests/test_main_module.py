@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from app import __main__ as entry_point
 from app import model
+from app.deps import BUSY
 from tests.conftest import FEATURE_NAMES, FIRST, MODEL, predicted, resigned_artifact
 
 
@@ -549,6 +550,39 @@ def test_slow_bodies_beyond_the_open_file_limit_leave_room_for_new_clients(
         process.kill()
         process.wait()
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "server", [{"max_model_requests": "1", "timeout_body": "30"}], indirect=True
+)
+def test_a_full_service_turns_requests_away_before_the_app(server: Server) -> None:
+    _, port, log = server
+    url = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{url}/model") as response:
+        infer = f"/v2/models/{json.load(response)['name']}/infer"
+    # The only place, taken by a request whose body does not come.
+    with stalled_upload(port, b"{", len(PREDICT)):
+        answers = {}
+        for path in ("/predict", infer):
+            request = urllib.request.Request(
+                url + path, PREDICT, {"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request)
+            error = refused.value
+            answers[path] = (error.code, error.headers["retry-after"], json.load(error))
+        with urllib.request.urlopen(f"{url}/health/live") as response:
+            assert response.status == 200
+    assert answers == {
+        "/predict": (503, "1", {"detail": BUSY}),
+        infer: (503, "1", {"error": BUSY}),
+    }
+    # Answered by the HTTP protocol, before the app: it wrote no line for them
+    # (the app logs each request it answers, such as the probe after them).
+    wait_for_line(log, " GET /health/live 200 ")
+    logged = log.read_text()
+    assert " 503 " not in logged, logged
 
 
 @pytest.mark.slow
