@@ -90,7 +90,7 @@ def paced_wrk(url: str, rate: float, connections: int, seconds: int) -> dict[str
     errors = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
     return {
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),
-        "requests": summary["requests"],
+        "http_errors": summary["non_2xx_3xx"],
         "socket_errors": errors,
         "client_p99_ms": summary["p99_us"] / 1000,
     }
@@ -175,7 +175,7 @@ def row(
         "probe_shed_max_ms": max(probed.get(503, []), default=float("nan")),
         "rps": figures["rps"],
         "ok": len(let_in),
-        "shed": figures["requests"] - len(let_in),
+        "shed": figures["http_errors"],  # wrk's count: no other status came
         "shed_by_app": len(turned_away),
         "ok_p50_ms": percentile(let_in, 0.5),
         "ok_p99_ms": percentile(let_in, 0.99),
