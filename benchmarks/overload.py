@@ -25,8 +25,9 @@ load), at the same rates, for comparison::
 
     python -m benchmarks.overload --project ../iris-classifier
 
-``--project`` is an installed render (its ``.venv``). Figures go to
-benchmarks/README.md.
+``--project`` is an installed render (its ``.venv``). With
+``--refusal-cost``, it measures only what turning a request away costs the
+service, twice (``measure_refusals``). Figures go to benchmarks/README.md.
 """
 
 # ruff: noqa: S603  (it runs wrk)
@@ -38,6 +39,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import tempfile
 import threading
@@ -243,6 +245,35 @@ def measure(
     return rows
 
 
+def measure_refusals(project: Path, workdir: Path, seconds: int) -> dict[str, float]:
+    """What a refusal costs the service: with one request holding the only
+    place (``APP_MAX_MODEL_REQUESTS=1``, its body never sent), wrk's 64
+    connections get only 503s; the service's CPU time per refusal."""
+    python = project / ".venv" / "bin" / "python"
+    env = {"APP_MAX_MODEL_REQUESTS": "1", "APP_TIMEOUT_BODY": str(seconds * 10)}
+    log = workdir / "refusals.log"
+    with serving([python, "-m", "app"], project, log, env) as server:
+        holder = socket.create_connection(("127.0.0.1", server.port))
+        holder.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        time.sleep(0.5)  # let in: it holds the place
+        url = f"{server.url}/predict"
+        options = argparse.Namespace(threads=1, connections=64)
+        wrk(url, options, 2, None)  # warm up
+        user, system = tree_cpu_seconds(server.process.pid)
+        figures = wrk(url, options, seconds, None)
+        user_after, system_after = tree_cpu_seconds(server.process.pid)
+        holder.close()
+    cpu = user_after - user + system_after - system
+    return {
+        "rps": figures["rps"],
+        "refused": figures["http_errors"] / figures["requests"],
+        "cpu_us": cpu / figures["requests"] * 1e6,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True)
@@ -257,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--limit", type=int, help="APP_MAX_MODEL_REQUESTS (default: the service's)"
     )
     parser.add_argument(
+        "--refusal-cost",
+        action="store_true",
+        help="measure only what a refusal costs (the render as it is, Iris)",
+    )
+    parser.add_argument(
         "--without-unlimited",
         action="store_true",
         help="leave out the pass with shedding out of the way",
@@ -266,6 +302,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     # wrk's connections are open files of this process's children.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if options.refusal_cost:
+        with tempfile.TemporaryDirectory() as directory:
+            for run in (1, 2):
+                cost = measure_refusals(
+                    options.project.resolve(), Path(directory), options.seconds
+                )
+                print(
+                    f"run {run}: {cost['rps']:,.0f} answers/s,"
+                    f" {cost['refused']:.1%} of them 503,"
+                    f" {cost['cpu_us']:.0f} us of the service's CPU each"
+                )
+        return
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         project = heavy_project(options.project.resolve(), workdir)
