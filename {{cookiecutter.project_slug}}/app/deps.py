@@ -105,10 +105,10 @@ class Admission:
     A model route turns a request away itself when the service is full (and
     under any server). uvicorn's httptools protocol, as app/http_protocol.py
     runs it, asks ``turned_away`` first, before the app is called: there a
-    refusal costs a third of what it costs through the app (its middleware,
-    its routing, its log line), and at four times the load a worker carries,
-    three requests in four are refused. The app learns of this admission from
-    the state its lifespan yields (``admission_state``).
+    refusal costs a half to a third of the CPU time it costs through the app
+    (its middleware, its routing, its log line), and at four times the load a
+    worker carries, three requests in four are refused. The protocol finds
+    the admission in the state the app's lifespan yields (``admission_state``).
     """
 
     limit: int
@@ -133,15 +133,12 @@ class Admission:
 
     async def turn_away(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 503 with Retry-After, as the app would, and count it."""
-        self.refused(scope)
+        for observe in self.sheds:
+            observe(scope)
         answer_error = self.answer_error or http_exception_handler
         answer = answer_error(Request(scope, receive), busy())
         response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
-
-    def refused(self, scope: Scope) -> None:
-        for observe in self.sheds:
-            observe(scope)
 
 
 def busy() -> HTTPException:

@@ -23,24 +23,24 @@ may open only so many (``ulimit -n``). Once they are all taken, accepting
 fails: uvloop then accepts and at once closes every connection waiting to be
 accepted, the newcomers with the attackers (asyncio's own loop stops accepting
 for a second). So connections are kept to seven eighths of the open-file limit
-(896 of 1,024; at least 64 files are held back): past that, each new
+(896 of 1,024; at least 64 descriptors are held back): past that, each new
 connection ends the one that has waited longest for its client (for a head, a
 body, or the next request), as if its deadline had come (408 and close); a
-connection whose request the app is serving is never ended. The files held
-back are for the process's own (about 20) and for connections accepted
-together in one turn of the event loop, which are counted only once each is
-made. Measured with the open-file
-limit at 1,024 and 2,047 connections sending a body a byte at a time: without
-this, new clients failed for the first 10 s, until the deadline closed the
-slow ones; with it, none failed. A flood of more connections at once than the
-eighth held back can still take the last descriptors: per-client limits in a
-proxy are the answer to that.
+connection whose request the app is serving is never ended. The descriptors
+held back are for the process's own files (about 20) and for connections
+accepted together in one turn of the event loop, which are counted only once
+each is made. Measured with the open-file limit at 1,024 and 2,047 connections
+sending a body a byte at a time: without this, new clients failed for the
+first 10 s, until the deadline closed the slow ones; with it, none failed. A
+flood of more new connections at once than the descriptors held back can
+still take the last of them: per-client limits in a proxy are the answer.
 
 Beyond ``limit_concurrency``, uvicorn's own 503 says when to come back
 (``Retry-After``), as the service's does when its model routes are full. That
 one, too, is answered here once a request's head is read, before the app is
 called, when the app's admission (``app.deps.Admission``, which its lifespan
-passes on) says it is full: a third of the cost of a refusal by the app.
+passes on) says it is full: measured, a half to a third of the CPU time of a
+refusal by the app.
 """
 
 import asyncio

@@ -113,6 +113,7 @@ def test_a_full_service_turns_model_requests_away_before_the_app() -> None:
         shed: list[str] = []
         app.state.observers.sheds.append(lambda scope: shed.append(scope["path"]))
         async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None  # what the HTTP protocol reads
             admission = state["admission"]
             assert admission is app.state.admission
             infer = f"/v2/models/{MODEL.name}/infer"
