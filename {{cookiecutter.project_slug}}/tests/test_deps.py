@@ -171,3 +171,21 @@ async def answered(app: Any, scope: dict[str, Any]) -> dict[str, Any]:
 
     await app(scope, receive, send)
     return answer
+
+
+def test_requests_read_together_are_let_in_only_as_far_as_there_is_room() -> None:
+    """Heads read in one turn of the event loop reach their handlers, which
+    count them in, only later: the protocol counts them meanwhile."""
+
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=2), MODEL)
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None
+            admission = state["admission"]
+            read_together = [admission.turned_away(scope_of("/predict")) for _ in "abc"]
+            assert read_together[:2] == [None, None]  # room for two
+            assert read_together[2] is not None  # not for a third
+            await asyncio.sleep(0)  # the loop runs the app: none was counted in
+            assert admission.turned_away(scope_of("/predict")) is None
+
+    asyncio.run(scenario())
