@@ -316,9 +316,10 @@ def measure_slow_clients(
     seconds: float,
     start: bytes = SLOW_HEAD,
     open_files: int = 1024,
+    servers: Sequence[str] = ("defaults", PLAIN_UVICORN),
 ) -> list[list[str]]:
     rows = []
-    for server, count in itertools.product(("defaults", PLAIN_UVICORN), counts):
+    for server, count in itertools.product(servers, counts):
         method = start.split()[0].decode().lower()
         log = logs / f"slow-{method}-{count}-{server.split()[0]}.log"
         plain = server == PLAIN_UVICORN
@@ -505,6 +506,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the server's open-file limit in the slow-body rows (default: 1024)",
     )
     parser.add_argument(
+        "--without-plain",
+        action="store_true",
+        help="leave plain uvicorn out of the slow-client rows",
+    )
+    parser.add_argument(
         "--head-connections", type=int, default=2, help="unterminated heads at once"
     )
     parser.add_argument(
@@ -529,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         project = baked.path
     logs = workdir / "logs"
     logs.mkdir()
+    slow_servers = (
+        ["defaults"] if options.without_plain else ["defaults", PLAIN_UVICORN]
+    )
     if "bodies" in sections:
         print("\n## Hostile bodies, at the body limit\n")
         header = ["body", "bytes", "status", "answer bytes", "peak RSS +MiB",
@@ -539,7 +548,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         counts = [int(count) for count in options.slow_clients.split(",")]
         header = ["server", "attackers", "normal requests", "failed", "p50 ms",
                   "p99 ms", "attackers closed", "server fds", "RSS MiB"]  # fmt: skip
-        rows = measure_slow_clients(project, logs, counts, options.seconds)
+        rows = measure_slow_clients(
+            project, logs, counts, options.seconds, servers=slow_servers
+        )
         print(table(header, rows), flush=True)
     if "slow-bodies" in sections:
         print(f"\n## Slow bodies, server at ulimit -n {options.open_files}\n")
@@ -547,7 +558,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         header = ["server", "attackers", "normal requests", "failed", "p50 ms",
                   "p99 ms", "attackers closed", "server fds", "RSS MiB"]  # fmt: skip
         rows = measure_slow_clients(
-            project, logs, counts, options.seconds, SLOW_BODY, options.open_files
+            project,
+            logs,
+            counts,
+            options.seconds,
+            SLOW_BODY,
+            options.open_files,
+            slow_servers,
         )
         print(table(header, rows), flush=True)
     if "heads" in sections:

@@ -80,8 +80,9 @@ class Settings(BaseSettings):
     # moment their head is read to their answer; beyond it, 503 with
     # Retry-After at once, before the body is read, so that the requests let in
     # keep their latency instead of queueing behind an overload. One full
-    # batch (APP_MAX_ROWS_PER_RUN): with a model of 1 ms a row, 128 let in at
-    # four times the load the service carries gave twice the p99 that 64 did.
+    # batch (APP_MAX_ROWS_PER_RUN): with a model of 1 ms a row, at four times the
+    # load the service carries, 64 let in more requests than 32 or 128, with a
+    # p99 between theirs.
     max_model_requests: int = Field(default=64, ge=1)
     # Seconds an idle connection stays open after a response, and (with
     # httptools) the time a client has to send a whole request head.

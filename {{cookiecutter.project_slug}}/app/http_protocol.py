@@ -18,13 +18,38 @@ Each refusal closes the connection. uvicorn then tells the app the client has
 gone (``receive()`` returns ``http.disconnect``), as it does when a client
 leaves, so the request ends and frees its slot.
 
+Slow clients hold a file descriptor each until their deadline, and a process
+may open only so many (``ulimit -n``). Once they are all taken, accepting
+fails: uvloop then accepts and at once closes every connection waiting to be
+accepted, the newcomers with the attackers (asyncio's own loop stops accepting
+for a second). So connections are kept to seven eighths of the open-file limit
+(896 of 1,024; at least 64 descriptors are held back): past that, each new
+connection ends the one that has waited longest for its client (for a head, a
+body, or the next request), as if its deadline had come (408 and close); a
+connection whose request the app is serving is never ended. The descriptors
+held back are for the process's own files (about 20) and for connections
+accepted together in one turn of the event loop, which are counted only once
+each is made. Measured with the open-file limit at 1,024 and 2,047 connections
+sending a body a byte at a time: without this, new clients failed for the
+first 10 s, until the deadline closed the slow ones; with it, none failed. A
+flood of more new connections at once than the descriptors held back can
+still take the last of them: per-client limits in a proxy are the answer.
+
 Beyond ``limit_concurrency``, uvicorn's own 503 says when to come back
-(``Retry-After``), as the service's does when its model routes are full.
+(``Retry-After``), as the service's does when its model routes are full. That
+one, too, is answered here once a request's head is read, before the app is
+called, when the app's admission (``app.deps.Admission``, which its lifespan
+passes on) says it is full: measured, a half to a third of the CPU time of a
+refusal by the app.
 """
 
 import asyncio
+import functools
+import resource
 from collections.abc import Iterator
+from typing import ClassVar, cast
 
+from starlette.types import Scope as StarletteScope
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable
 from uvicorn._types import Scope as UvicornScope
 from uvicorn.config import Config
@@ -34,6 +59,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.server import ServerState
+
+from app.deps import Admission
 
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -66,17 +93,40 @@ async def service_unavailable_retry_later(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+# The open-file limit held back from connections, as a share of it and at
+# least a number of files; see above.
+RESERVED_SHARE = 1 / 8
+RESERVED_FILES = 64
+
+
+@functools.cache
+def connections_within_open_files() -> int | None:
+    """How many connections may be open at once; None: no open-file limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, soft - max(int(soft * RESERVED_SHARE), RESERVED_FILES))
+
+
 # The empty line that ends a head. httptools (llhttp) refuses bare line feeds,
 # so this is the only way a head can end.
 HEAD_END = b"\r\n\r\n"
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools, with deadlines for request heads and bodies, and a head size limit.
+    """httptools, with deadlines for request heads and bodies, a head size
+    limit, and room kept for new connections.
 
-    Pass ``timeout_body`` with ``functools.partial``: uvicorn builds one
-    protocol per connection from its own settings only.
+    Pass ``timeout_body`` (and ``max_connections``, by default a share of the
+    open-file limit) with ``functools.partial``: uvicorn builds one protocol
+    per connection from its own settings only.
     """
+
+    # The connections of this process waiting for their clients (for a head, a
+    # body, or the next request), the longest waiting first: a dict keeps the
+    # order in which they began, so the longest is found at once, however many
+    # there are. The process's open files are what they share.
+    waiting: ClassVar[dict["LimitedHttpToolsProtocol", None]] = {}
 
     def __init__(
         self,
@@ -86,10 +136,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         timeout_body: float = 10,
+        max_connections: int | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.max_head_bytes = config.h11_max_incomplete_event_size or 16 * 1024
         self.timeout_body = timeout_body
+        self.max_connections = max_connections or connections_within_open_files()
         self.deadline: asyncio.TimerHandle | None = None  # for a head or a body
         # Bytes of the head being read, in the pieces before the current one;
         # None: not reading a head.
@@ -104,6 +156,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm(self.timeout_keep_alive)
+        if self.max_connections and len(self.connections) > self.max_connections:
+            longest = next(
+                (
+                    connection
+                    for connection in self.waiting
+                    if connection is not self and not connection.transport.is_closing()
+                ),
+                None,
+            )
+            if longest is not None:
+                longest._time_out()  # as if its deadline had come
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -148,6 +211,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         if app is service_unavailable:  # over limit_concurrency
             app = service_unavailable_retry_later
+        elif isinstance(admission := self.app_state.get("admission"), Admission):
+            # A model route when the service is full: answered here, cheaply.
+            # (uvicorn and Starlette type the same ASGI scope and app apart.)
+            turned_away = admission.turned_away(cast(StarletteScope, cycle.scope))
+            if turned_away is not None:
+                app = cast(ASGI3Application, turned_away)
         super()._start_asgi_task(cycle, app)
 
     def on_headers_complete(self) -> None:
@@ -178,6 +247,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             # A pipelined request whose body is still to come may have started.
             self._arm_body_deadline()
+            if self.timeout_keep_alive_task is not None:  # idle until the next
+                self._wait()
 
     def _pieces(self, data: bytes) -> Iterator[bytes]:
         """``data``, cut just after each HEAD_END, one begun in the last read too."""
@@ -206,14 +277,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._time_out)
+        self._wait()
 
     def _disarm(self) -> None:
+        """Stop waiting for the client: the app has the request, or it is over."""
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
+        self.waiting.pop(self, None)
+
+    def _wait(self) -> None:
+        """Begin to wait for the client: last in the order of waiting."""
+        self.waiting.pop(self, None)
+        self.waiting[self] = None
 
     def _time_out(self) -> None:
-        self.deadline = None
+        self._disarm()
         if not self.reading_body:
             self._refuse(REQUEST_TIMEOUT)
         elif self.cycle.response_started:

@@ -33,6 +33,7 @@ from app.deps import (
     KeyRequiredMiddleware,
     ModelDep,
     ModelRoute,
+    admission_state,
     declare_security,
     is_ready,
 )
@@ -95,7 +96,7 @@ def create_app(
         tracer_provider = tracing.otlp_provider()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Admission]]:
         app.state.model = loaded = loaded_model or model.load(
             settings.model_path,
             threads=settings.model_threads,
@@ -122,7 +123,7 @@ def create_app(
         # many small arrays would otherwise set off again and again, each one
         # walking all of it while the event loop waits.
         gc.freeze()
-        yield
+        yield admission_state(app)  # where the HTTP protocol finds it
         if app.state.batcher is not None:
             # The server has let in-flight requests finish; answer any still queued.
             await app.state.batcher.stop()

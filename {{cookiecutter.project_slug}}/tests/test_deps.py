@@ -6,6 +6,7 @@ import httpx2
 import pytest
 
 from app.config import Settings
+from app.deps import BUSY
 from app.main import create_app
 from tests.conftest import FIRST, MODEL
 
@@ -101,3 +102,90 @@ def test_the_requests_let_in_are_counted_out_whatever_their_answer() -> None:
 def test_the_capacity_is_at_least_one(limit: int) -> None:
     with pytest.raises(ValueError, match="max_model_requests"):
         Settings(_env_file=None, max_model_requests=limit)
+
+
+def test_a_full_service_turns_model_requests_away_before_the_app() -> None:
+    """What the HTTP protocol asks before it calls the app: the answer of a full
+    service, in the shape of the API the request was sent to, and counted."""
+
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=1), MODEL)
+        shed: list[str] = []
+        app.state.observers.sheds.append(lambda scope: shed.append(scope["path"]))
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None  # what the HTTP protocol reads
+            admission = state["admission"]
+            assert admission is app.state.admission
+            infer = f"/v2/models/{MODEL.name}/infer"
+            assert admission.turned_away(scope_of("/predict")) is None  # room
+            admission.in_flight = 1
+            for path in ("/health/live", "/health/ready", "/v2/health/ready"):
+                assert admission.turned_away(scope_of(path)) is None, path
+            answers = {}
+            for path in ("/predict", "/predict/batch", "/model", infer):
+                turn_away = admission.turned_away(scope_of(path))
+                assert turn_away is not None, path
+                answers[path] = await answered(turn_away, scope_of(path))
+            admission.in_flight = 0
+        busy = {"status": 503, "retry-after": "1"}
+        assert answers["/predict"] == {**busy, "body": {"detail": BUSY}}
+        assert answers["/model"] == {**busy, "body": {"detail": BUSY}}
+        assert answers[infer] == {**busy, "body": {"error": BUSY}}
+        assert shed == ["/predict", "/predict/batch", "/model", infer]
+
+    asyncio.run(scenario())
+
+
+def scope_of(path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET"
+        if path.startswith(("/health", "/model", "/v2/health"))
+        else "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def answered(app: Any, scope: dict[str, Any]) -> dict[str, Any]:
+    """Call an ASGI app; its status, Retry-After and JSON body."""
+    answer: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["retry-after"] = dict(message["headers"])[b"retry-after"].decode()
+        else:
+            answer["body"] = json.loads(message["body"])
+
+    await app(scope, receive, send)
+    return answer
+
+
+def test_requests_read_together_are_let_in_only_as_far_as_there_is_room() -> None:
+    """Heads read in one turn of the event loop reach their handlers, which
+    count them in, only later: the protocol counts them meanwhile."""
+
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=2), MODEL)
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None
+            admission = state["admission"]
+            read_together = [admission.turned_away(scope_of("/predict")) for _ in "abc"]
+            assert read_together[:2] == [None, None]  # room for two
+            assert read_together[2] is not None  # not for a third
+            await asyncio.sleep(0)  # the loop runs the app: none was counted in
+            assert admission.turned_away(scope_of("/predict")) is None
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from fastapi.testclient import TestClient
 
 from app import __main__ as entry_point
 from app import model
+from app.deps import BUSY
 from tests.conftest import FEATURE_NAMES, FIRST, MODEL, predicted, resigned_artifact
 
 
@@ -38,10 +40,26 @@ def free_port() -> int:
 
 
 def start(log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    return start_with_open_files(log, None, settings)
+
+
+def start_with_open_files(
+    log: Path, open_files: int | None, settings: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """``python -m app`` with these settings, and this many open files at most."""
     env = {**os.environ, **{f"APP_{k.upper()}": v for k, v in settings.items()}}
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with log.open("wb") as output:  # a file: an unread pipe would stall the server
         return subprocess.Popen(
-            [sys.executable, "-m", "app"], env=env, stdout=output, stderr=output
+            [sys.executable, "-m", "app"],
+            env=env,
+            stdout=output,
+            stderr=output,
+            preexec_fn=limit_open_files,
         )
 
 
@@ -500,6 +518,75 @@ def test_body_not_sent_in_time_gets_408_and_frees_its_request_slot(
     with urllib.request.urlopen(live) as response:
         assert response.status == 200
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.mark.slow
+def test_slow_bodies_beyond_the_open_file_limit_leave_room_for_new_clients(
+    tmp_path: Path,
+) -> None:
+    # More slow bodies than the process may open files, with a deadline that
+    # comes after the test: only the room kept for new connections lets the
+    # normal requests in.
+    port, log = free_port(), tmp_path / "server.log"
+    settings = {"port": str(port), "timeout_body": "60"}
+    process = start_with_open_files(log, 256, settings)
+    slow: list[socket.socket] = []
+    try:
+        wait_until_ready(process, port, log)
+        slow += [start_of_a_body(port) for _ in range(400)]
+        for _ in range(20):
+            started = time.monotonic()
+            live = f"http://127.0.0.1:{port}/health/live"
+            with urllib.request.urlopen(live, timeout=5) as response:
+                assert response.status == 200
+            assert time.monotonic() - started < 1
+        # Those that waited longest were ended, as at their deadline; the
+        # last ones are still waiting.
+        assert read_to_end(slow[0]).startswith("HTTP/1.1 408 ")
+        assert not readable(slow[-1])
+    finally:
+        for sock in slow:
+            sock.close()
+        process.kill()
+        process.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "server", [{"max_model_requests": "1", "timeout_body": "30"}], indirect=True
+)
+def test_a_full_service_turns_requests_away_before_the_app(server: Server) -> None:
+    _, port, log = server
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/model") as response:
+        infer = f"/v2/models/{json.load(response)['name']}/infer"
+    # The only place, taken by a request whose body does not come.
+    with stalled_upload(port, b"{", len(PREDICT)):
+        answers = {}
+        for path in ("/predict", infer):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request(
+                "POST", path, PREDICT, {"Content-Type": "application/json"}
+            )
+            refused = connection.getresponse()
+            answers[path] = (
+                refused.status,
+                refused.headers["retry-after"],
+                json.load(refused),
+            )
+            connection.close()
+        live = f"http://127.0.0.1:{port}/health/live"
+        with urllib.request.urlopen(live) as response:
+            assert response.status == 200
+    assert answers == {
+        "/predict": (503, "1", {"detail": BUSY}),
+        infer: (503, "1", {"error": BUSY}),
+    }
+    # Answered by the HTTP protocol, before the app: it wrote no line for them
+    # (the app logs each request it answers, such as the probe after them).
+    wait_for_line(log, " GET /health/live 200 ")
+    logged = log.read_text()
+    assert " 503 " not in logged, logged
 
 
 @pytest.mark.slow
