@@ -264,6 +264,22 @@ def peers_and_rows(
             rows.append(
                 Row(f"bare-c{count}", name, "bare", model, "floor", "/predict", count)
             )
+    if "bare-model" in chosen:
+        for model, path in models.items():
+            key = f"bare-model-{model}"
+
+            def uvicorn(port: int) -> list[str]:
+                return [python, "-m", "uvicorn", "bare_model:app", "--port", str(port)]
+
+            def model_env(port: int, path: Path = path) -> dict[str, str]:
+                paths = os.pathsep.join(map(str, (HERE, run.FLOORS_DIR)))
+                return {"APP_MODEL_PATH": str(path), "PYTHONPATH": paths}
+
+            peers.append(
+                Peer(key, uvicorn, HERE, "/health/ready", model_env, "access log")
+            )
+            label = "floor: bare FastAPI + uvicorn, same model"
+            add_rows(key, label, model, ("predict", "/predict"))
     if "mlserver" in chosen:
         mlserver = virtualenv(
             workdir, "mlserver", [*PEER_REQUIREMENTS["mlserver"], runtime]
@@ -568,7 +584,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--peers",
-        default="service,bare,mlserver,kserve,litserve",
+        default="service,bare,bare-model,mlserver,kserve,litserve",
         help="comma-separated subset of: %(default)s",
     )
     parser.add_argument(
