@@ -222,15 +222,15 @@ def tensor_with(**changes: Any) -> dict[str, Any]:
 
 # (body, words the error must contain): each a malformed request.
 MALFORMED = {
-    "not-json": (b"{not json", "body: Invalid JSON: key must be a string"),
+    "not-json": (b"{not json", "body: Invalid JSON: Expecting property name"),
     "not-utf8": (b"\xff\xfe not utf-8", "body: Invalid JSON"),
     "integer-too-long": (
         b'{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32",'
         b' "data": [1' + b"0" * 5000 + b", 1, 1, 1]}]}",
-        "body: Invalid JSON: number out of range",
+        "body: Invalid JSON: Exceeds the limit",
     ),
-    "nested-too-deep": (b"[" * 100_000, "body: Invalid JSON: recursion limit"),
-    "not-an-object": (b"[]", "body: Input should be an object"),
+    "nested-too-deep": (b"[" * 100_000, "body: Invalid JSON: maximum recursion"),
+    "not-an-object": (b"[]", "body: Input should be a valid dictionary"),
     "no-inputs": ({"inputs": []}, "body.inputs"),
     "two-inputs": (
         {"inputs": [features(FIRST.features), features(FIRST.features)]},
