@@ -9,6 +9,13 @@ it. Run it with the Python of an installed render, from the repository root::
 ``--project DIR`` measures the ``app`` package of another render (such as one
 of an earlier commit) with the same Python, to compare two forms of the code.
 It configures logging as ``python -m app`` does, writing to a temporary file.
+
+``--paired`` measures ``/predict`` and the protocol's infer ("v2") in one app,
+in turn, in short spells of thread CPU time, and prints their ratio: on a
+machine shared with other work, the two then see the same conditions, and the
+best spell of each is steadier than a wall-clock figure::
+
+    ../iris-classifier/.venv/bin/python -m benchmarks.asgi_cost --paired
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import asyncio
 import json
 import logging.config
+import math
 import sys
 import tempfile
 import time
@@ -134,6 +142,23 @@ async def calls(app: App, requests: int, v2: bool = False) -> float:
     return count / requests
 
 
+async def paired(spells: int, requests: int) -> dict[str, float]:
+    """Thread CPU seconds per request of /predict and of v2, in one app, the
+    best of ``spells`` spells each, taken in turn."""
+    app, lifespan = build("service")
+    best = {"service": math.inf, "v2": math.inf}
+    async with lifespan:
+        for name in best:
+            await cost(app, requests, name == "v2")  # warm up
+        for _ in range(spells):
+            for name in best:
+                started = time.thread_time()
+                await cost(app, requests, name == "v2")
+                spent = (time.thread_time() - started) / requests
+                best[name] = min(best[name], spent)
+    return best
+
+
 async def measure(name: str, requests: int, repeats: int, count: bool) -> float:
     app, lifespan = build(name)
     async with AsyncExitStack() as stack:
@@ -150,8 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "apps",
-        nargs="+",
-        choices=["service", "v2", "bare", "raw"],
+        nargs="*",
+        metavar="{service,v2,bare,raw}",
         help="v2: the service, its Open Inference Protocol infer of the same row",
     )
     parser.add_argument("--requests", type=int, default=5000)
@@ -162,10 +187,26 @@ def main() -> None:
     parser.add_argument(
         "--project", type=Path, help="import the service's app package from here"
     )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="/predict and v2 in one app, in turn, in thread CPU time",
+    )
+    parser.add_argument("--spells", type=int, default=40, help="with --paired")
     options = parser.parse_args()
     if options.project:
         sys.path.insert(0, str(options.project.resolve()))
     stdout = sys.stdout
+    if options.paired:
+        best = asyncio.run(paired(options.spells, 200))
+        for name, seconds in best.items():
+            print(f"{name:<8} {seconds * 1e6:7.1f} us of CPU/request", file=stdout)
+        ratio = best["service"] / best["v2"]
+        print(f"v2: {ratio:.2f}x the requests of /predict per CPU-second", file=stdout)
+        return
+    unknown = set(options.apps) - {"service", "v2", "bare", "raw"}
+    if unknown or not options.apps:
+        parser.error("name one or more of service, v2, bare, raw; or --paired")
     for name in options.apps:
         figure = asyncio.run(
             measure(name, options.requests, options.repeats, options.calls)

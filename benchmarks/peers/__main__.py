@@ -61,7 +61,7 @@ PEER_REQUIREMENTS = {
     "litserve": ["litserve==0.2.19"],
 }
 # MLServer batches only when both are set, and only with max_batch_time > 0.
-ADAPTIVE_BATCHING = {"max_rows_per_request": 64, "max_batch_time": 0.001}
+ADAPTIVE_BATCHING = {"max_batch_size": 64, "max_batch_time": 0.001}
 ROW = [SETOSA[name] for name in SETOSA]  # the same row as the Lua scripts'
 
 
@@ -250,6 +250,22 @@ def peers_and_rows(
             rows.append(
                 Row(f"bare-c{count}", name, "bare", model, "floor", "/predict", count)
             )
+    if "bare-model" in chosen:
+        for model, path in models.items():
+            key = f"bare-model-{model}"
+
+            def uvicorn(port: int) -> list[str]:
+                return [python, "-m", "uvicorn", "bare_model:app", "--port", str(port)]
+
+            def model_env(port: int, path: Path = path) -> dict[str, str]:
+                paths = os.pathsep.join(map(str, (HERE, run.FLOORS_DIR)))
+                return {"APP_MODEL_PATH": str(path), "PYTHONPATH": paths}
+
+            peers.append(
+                Peer(key, uvicorn, HERE, "/health/ready", model_env, "access log")
+            )
+            label = "floor: bare FastAPI + uvicorn, same model"
+            add_rows(key, label, model, ("predict", "/predict"))
     if "mlserver" in chosen:
         mlserver = virtualenv(
             workdir, "mlserver", [*PEER_REQUIREMENTS["mlserver"], runtime]
@@ -550,7 +566,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--peers",
-        default="service,bare,mlserver,kserve,litserve",
+        default="service,bare,bare-model,mlserver,kserve,litserve",
         help="comma-separated subset of: %(default)s",
     )
     parser.add_argument(

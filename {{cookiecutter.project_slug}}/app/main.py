@@ -161,6 +161,7 @@ def create_app(
     app.state.api_keys = ApiKeys(settings.api_key_pairs(), settings.api_keys_file)
     app.state.admission = Admission(limit=settings.max_model_requests)
     declare_security(app)
+    inference_protocol.document_bodies(app)
     app.state.model = None
     app.state.batcher = None
     app.state.tracer = (

@@ -1,5 +1,6 @@
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -147,6 +148,7 @@ def test_infer_gives_what_predict_gives(client: TestClient) -> None:
         INFER, json={"inputs": [features(FIRST.features, LAST.features)]}
     )
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
     expected = predicted(client, FIRST.features, LAST.features)
     body = response.json()
     assert body["model_name"] == MODEL
@@ -220,13 +222,14 @@ def tensor_with(**changes: Any) -> dict[str, Any]:
 
 # (body, words the error must contain): each a malformed request.
 MALFORMED = {
-    "not-json": (b"{not json", "JSON decode error"),
-    "not-utf8": (b"\xff\xfe not utf-8", "JSON decode error"),
+    "not-json": (b"{not json", "body: Invalid JSON: Expecting property name"),
+    "not-utf8": (b"\xff\xfe not utf-8", "body: Invalid JSON"),
     "integer-too-long": (
         b'{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32",'
         b' "data": [1' + b"0" * 5000 + b", 1, 1, 1]}]}",
-        "error parsing the body",
+        "body: Invalid JSON: Exceeds the limit",
     ),
+    "nested-too-deep": (b"[" * 100_000, "body: Invalid JSON: maximum recursion"),
     "not-an-object": (b"[]", "body: Input should be a valid dictionary"),
     "no-inputs": ({"inputs": []}, "body.inputs"),
     "two-inputs": (
@@ -379,7 +382,8 @@ def test_infer_refuses_more_outputs_than_the_model_gives_before_reading_them(
     )
     assert response.status_code == 400, response.text
     assert response.json() == {
-        "error": f"{len(OUTPUTS) + 1} outputs are asked for, but the model gives"
+        "error": f"body.outputs: {len(OUTPUTS) + 1} outputs are asked for, but the"
+        f" model gives"
         f" {len(OUTPUTS)}: ask for each of {OUTPUTS} at most once"
     }
 
@@ -518,6 +522,17 @@ def test_openapi_describes_the_protocol(client: TestClient) -> None:
     assert {"200", "400", "404"} <= set(infer["responses"])
     assert infer["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/InferenceRequest"
+    }
+    assert infer["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InferenceResponse"
+    }
+    # Every schema the document refers to is in it.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schema)))
+    assert {"InferenceRequest", "RequestInput", "InferenceResponse"} <= refs
+    assert refs <= set(schema["components"]["schemas"])
+    request = schema["components"]["schemas"]["InferenceRequest"]
+    assert request["properties"]["inputs"]["items"] == {
+        "$ref": "#/components/schemas/RequestInput"
     }
 
 
