@@ -38,6 +38,7 @@ DEFAULT_FILES = [
     "app/batching.py",
     "app/config.py",
     "app/deps.py",
+    "app/errors.py",
     "app/http_protocol.py",
     "app/inference_protocol.py",
     "app/logs.py",

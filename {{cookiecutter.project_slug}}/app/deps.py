@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 from app import model
 from app.batching import Batcher
 from app.config import Settings
+from app.errors import error_response
 from app.observers import Observers, ShedObserver
 from app.security import ApiKeys
 
@@ -225,8 +225,8 @@ class KeyRequiredMiddleware:
             try:
                 get_caller(Request(scope))
             except HTTPException as error:
-                response = JSONResponse(
-                    {"detail": error.detail}, error.status_code, error.headers
+                response = error_response(
+                    scope, error.status_code, str(error.detail), error.headers
                 )
                 await response(scope, receive, send)
                 return

@@ -21,11 +21,10 @@ document describes both bodies all the same.
 
 import json
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response, status
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import (
     BaseModel,
@@ -41,15 +40,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
-from starlette.types import Scope
 
-from app import DISTRIBUTION, model
+from app import DISTRIBUTION, errors, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.deps import ModelRoute, current_model, is_ready
 from app.observers import report_predictions
 from app.schemas import first_errors, refuse_many_unknown_fields
 
-PREFIX = "/v2"
+PREFIX = errors.PROTOCOL_PREFIX
 INPUT = "features"
 INPUT_DATATYPES = ("FP32", "FP64")
 # The protocol's name for a model run by ONNX Runtime.
@@ -59,9 +57,8 @@ BINARY_EXTENSION_HEADER = "inference-header-content-length"
 
 # fail_fast: the errors of the first invalid parameter, not of every one.
 Parameters = Annotated[dict[str, str | int | float | bool], Field(fail_fast=True)]
-# An error is cut short, so that its size does not grow with the body (names
-# and values in it come from the client); so is each part of where it is.
-MAX_ERROR_TEXT = 1000
+# Each part of where an error is gets cut short, as the whole error is (names
+# and values in it come from the client).
 MAX_LOCATION_TEXT = 100
 # The answer repeats the request's id: a longer one is refused, so that the
 # answer stays the size of the predictions.
@@ -97,7 +94,7 @@ class ProtocolRoute(ModelRoute):
                     )
                 return await handle(request)
             except ProtocolError as error:
-                return error_response(error.status_code, error.message)
+                return errors.protocol_error(error.status_code, error.message)
 
         return handle_with_protocol_errors
 
@@ -413,27 +410,12 @@ def _is_infer(route: BaseRoute) -> bool:
 # --- helpers ------------------------------------------------------------------
 
 
-def serves(scope: Scope) -> bool:
-    """Whether a request is the protocol's: its path is under /v2."""
-    path: str = scope["path"].removeprefix(scope.get("root_path", ""))
-    return path == PREFIX or path.startswith(f"{PREFIX}/")
-
-
-def error_response(
-    status_code: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    """An answer in the protocol's shape, ``{"error": message}``, cut short."""
-    return JSONResponse({"error": _shorten(message)}, status_code, headers)
-
-
-def _describe(errors: Any, within: tuple[str, ...] = ()) -> str:
+def _describe(failures: Any, within: tuple[str, ...] = ()) -> str:
     """Pydantic's errors as one line: where each is (inside ``within``), and
     what is wrong there."""
-    shown, more = first_errors(errors)
+    shown, more = first_errors(failures)
     described = "; ".join(
-        ".".join(
-            _shorten(str(part), MAX_LOCATION_TEXT) for part in (*within, *error["loc"])
-        )
+        ".".join(_shorten(str(part)) for part in (*within, *error["loc"]))
         + f": {error['msg']}"
         + (f" ({reason})" if (reason := _reason(error)) else "")
         for error in shown
@@ -443,14 +425,14 @@ def _describe(errors: Any, within: tuple[str, ...] = ()) -> str:
     return described
 
 
+def _shorten(part: str) -> str:
+    return part[:MAX_LOCATION_TEXT] + "..." if len(part) > MAX_LOCATION_TEXT else part
+
+
 def _reason(error: Any) -> str:
     """The cause pydantic keeps beside an error's message, unless it says it."""
     reason = str(error.get("ctx", {}).get("error", ""))
     return "" if reason in error["msg"] else reason
-
-
-def _shorten(text: str, most: int = MAX_ERROR_TEXT) -> str:
-    return text[:most] + "..." if len(text) > most else text
 
 
 def _served_model(

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import DISTRIBUTION, inference_protocol, model, tracing
+from app import DISTRIBUTION, errors, inference_protocol, model, tracing
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.deps import (
@@ -234,8 +234,8 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> Respon
     # Under /v2 every answer takes the inference protocol's shape, also where no
     # route of it runs: a path it does not have (404), a method a path does not
     # take (405), a body over the limit that came without a length (413).
-    if inference_protocol.serves(request.scope):
-        return inference_protocol.error_response(
+    if errors.serves_protocol(request.scope):
+        return errors.protocol_error(
             error.status_code, str(error.detail), error.headers
         )
     # The routes raise no 400 themselves: FastAPI answers it to a body it cannot
@@ -252,10 +252,8 @@ async def _server_error(request: Request, error: Exception) -> Response:
     # What Starlette answers to an exception no handler took, which it then
     # raises again for the server to log; under /v2, in the protocol's shape.
     message = "Internal Server Error"
-    if inference_protocol.serves(request.scope):
-        return inference_protocol.error_response(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, message
-        )
+    if errors.serves_protocol(request.scope):
+        return errors.protocol_error(status.HTTP_500_INTERNAL_SERVER_ERROR, message)
     return PlainTextResponse(message, status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 

@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Sequence
 
 from fastapi import HTTPException
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.status import HTTP_413_CONTENT_TOO_LARGE, HTTP_503_SERVICE_UNAVAILABLE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import inference_protocol
+from app.errors import error_response
 from app.logs import request_id
 from app.observers import RequestObserver
 
@@ -72,7 +71,9 @@ class RequestContextMiddleware:
             # 503, rather than let uvicorn log a traceback and send a 500.
             if status:  # the response has started: too late to answer
                 raise
-            response = _error(scope, HTTP_503_SERVICE_UNAVAILABLE, SHUTTING_DOWN)
+            response = error_response(
+                scope, HTTP_503_SERVICE_UNAVAILABLE, SHUTTING_DOWN
+            )
             await response(scope, receive, send_with_id)
         finally:
             status = status or 500  # what uvicorn answers to an exception
@@ -207,7 +208,7 @@ class BodySizeLimitMiddleware:
         if length is None:
             receive = self._counting(receive)
         elif length > self.max_body_bytes:
-            response = _error(scope, HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
+            response = error_response(scope, HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -225,14 +226,6 @@ class BodySizeLimitMiddleware:
             return message
 
         return receive_within_limit
-
-
-def _error(scope: Scope, status: int, message: str) -> JSONResponse:
-    """An error answered here rather than by a route: in the shape of the
-    inference protocol under /v2, and of FastAPI elsewhere."""
-    if inference_protocol.serves(scope):
-        return inference_protocol.error_response(status, message)
-    return JSONResponse({"detail": message}, status)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -87,6 +87,20 @@ def test_other_paths_take_a_key_when_listed(path: str) -> None:
         assert client.get("/health/ready").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "shape"), [("/metrics", "detail"), ("/v2/health/live", "error")]
+)
+def test_a_listed_path_is_refused_in_the_shape_of_its_api(
+    path: str, shape: str
+) -> None:
+    settings = Settings(_env_file=None, api_keys=KEYS, api_keys_also_for=(path,))
+    with TestClient(create_app(settings, MODEL)) as client:
+        response = client.get(path)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert list(response.json()) == [shape]
+
+
 def test_a_key_is_asked_for_before_the_body_is_read(keyed: TestClient) -> None:
     # Not JSON, and far over any size: refused for its missing key alone.
     response = keyed.post("/predict", content=b"{" * 10_000)
