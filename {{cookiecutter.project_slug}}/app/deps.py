@@ -20,7 +20,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, HTTPExceptionHandler, Receive, Scope, Send
 
 from app import model
-from app.batching import Batcher
+from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.errors import error_response
 from app.observers import Observers, ShedObserver
@@ -153,6 +153,19 @@ class Admission:
         answer = answer_error(Request(scope, receive), busy())
         response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
+
+
+def model_failure(error: ModelRunError | BatcherStoppedError) -> HTTPException:
+    """What a request whose model run failed, or never came, gets: 500 with
+    the error, or 503 while the service shuts down (in each API's shape, by the
+    app's handler of HTTP errors)."""
+    if isinstance(error, ModelRunError):
+        return HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
+        )
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
+    )
 
 
 def busy() -> HTTPException:

@@ -43,7 +43,7 @@ from starlette.routing import BaseRoute
 
 from app import DISTRIBUTION, errors, model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
-from app.deps import ModelRoute, current_model, is_ready
+from app.deps import ModelRoute, current_model, is_ready, model_failure
 from app.observers import report_predictions
 from app.schemas import first_errors, refuse_many_unknown_fields
 
@@ -558,14 +558,8 @@ async def _predict(
             predictions: list[model.Prediction] = [await batcher.predict(batch[0])]
         else:
             predictions = await batcher.predict_many(batch)
-    except ModelRunError as error:
-        raise ProtocolError(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
-        ) from error
-    except BatcherStoppedError as error:
-        raise ProtocolError(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
-        ) from error
+    except (ModelRunError, BatcherStoppedError) as error:
+        raise model_failure(error) from error
     return predictions
 
 

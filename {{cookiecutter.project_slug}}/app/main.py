@@ -12,7 +12,6 @@ from fastapi import (
     APIRouter,
     Depends,
     FastAPI,
-    HTTPException,
     Request,
     Response,
     status,
@@ -36,6 +35,7 @@ from app.deps import (
     admission_state,
     declare_security,
     is_ready,
+    model_failure,
 )
 {%- if cookiecutter.include_metrics %}
 from app.metrics import instrument
@@ -263,14 +263,8 @@ async def _predict_in_batch(
     try:
         prediction: model.Prediction = await batcher.predict(features)
         return prediction
-    except ModelRunError as error:
-        raise HTTPException(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, f"Prediction failed: {error}."
-        ) from error
-    except BatcherStoppedError as error:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "The service is shutting down."
-        ) from error
+    except (ModelRunError, BatcherStoppedError) as error:
+        raise model_failure(error) from error
 
 
 async def _batch_within_limit(request: Request) -> None:
