@@ -258,7 +258,7 @@ def peers_and_rows(
                 return [python, "-m", "uvicorn", "bare_model:app", "--port", str(port)]
 
             def model_env(port: int, path: Path = path) -> dict[str, str]:
-                paths = os.pathsep.join(map(str, (HERE, run.FLOORS_DIR)))
+                paths = os.pathsep.join(map(str, (HERE, FLOORS_DIR)))
                 return {"APP_MODEL_PATH": str(path), "PYTHONPATH": paths}
 
             peers.append(
