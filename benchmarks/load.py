@@ -78,6 +78,23 @@ def check_answers(server: Server, url: str) -> None:
         raise SystemExit(f"{server.name}: POST {server.path} -> {status} {answer}")
 
 
+def wrk_summary(command: list[str], seconds: float, **env: str) -> dict[str, Any]:
+    """Run wrk to its end; the summary its Lua script prints as JSON."""
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+        timeout=seconds + 60,
+        check=False,
+    )
+    match = re.search(r"^WRK_SUMMARY (.*)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or not match:
+        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
+    summary: dict[str, Any] = json.loads(match.group(1))
+    return summary
+
+
 def wrk(
     url: str,
     options: argparse.Namespace,
@@ -87,18 +104,7 @@ def wrk(
 ):
     command = ["wrk", f"-t{options.threads}", f"-c{options.connections}"]
     command += [f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script), url]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, WRK_BATCH=str(batch or "")),
-        timeout=seconds + 60,
-        check=False,
-    )
-    match = re.search(r"^WRK_SUMMARY (.*)$", result.stdout, re.MULTILINE)
-    if result.returncode != 0 or not match:
-        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    summary = json.loads(match.group(1))
+    summary = wrk_summary(command, seconds, WRK_BATCH=str(batch or ""))
     socket_errors = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
     return {
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),

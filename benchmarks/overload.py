@@ -30,17 +30,14 @@ load), at the same rates, for comparison::
 service, twice (``measure_refusals``). Figures go to benchmarks/README.md.
 """
 
-# ruff: noqa: S603  (it runs wrk)
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
 import os
-import re
 import resource
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -48,7 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import wrk
+from benchmarks.load import wrk, wrk_summary
 from benchmarks.measure import (
     children_cpu_seconds,
     machine_busy_seconds,
@@ -87,18 +84,7 @@ def paced_wrk(url: str, rate: float, connections: int, seconds: int) -> dict[str
     """wrk at ``rate`` requests a second, over at most ``connections``."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
     command += ["-s", str(PACED_SCRIPT), url]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, WRK_RATE=f"{rate:.0f}"),
-        timeout=seconds + 60,
-        check=False,
-    )
-    match = re.search(r"^WRK_SUMMARY (.*)$", result.stdout, re.MULTILINE)
-    if result.returncode != 0 or not match:
-        raise SystemExit(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    summary = json.loads(match.group(1))
+    summary = wrk_summary(command, seconds, WRK_RATE=f"{rate:.0f}")
     errors = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
     return {
         "rps": summary["requests"] / (summary["duration_us"] / 1e6),
