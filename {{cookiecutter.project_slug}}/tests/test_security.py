@@ -88,7 +88,7 @@ def test_other_paths_take_a_key_when_listed(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "shape"), [("/metrics", "detail"), ("/v2/health/live", "error")]
+    ("path", "shape"), [("/docs", "detail"), ("/v2/health/live", "error")]
 )
 def test_a_listed_path_is_refused_in_the_shape_of_its_api(
     path: str, shape: str
