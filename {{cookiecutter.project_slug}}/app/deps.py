@@ -23,7 +23,7 @@ from app import model
 from app.batching import Batcher, BatcherStoppedError, ModelRunError
 from app.config import Settings
 from app.errors import error_response
-from app.observers import Observers, ShedObserver
+from app.observers import ShedObserver
 from app.security import ApiKeys
 
 # The ways a client may send its key, as the OpenAPI document declares them,
@@ -114,11 +114,12 @@ class Admission:
 
     limit: int
     in_flight: int = 0
-    # Set at start-up, by admission_state: the routes it admits to, who is told
-    # of a refusal, and the app's handler of HTTP errors, which gives the
-    # refusal the shape of the API it was sent to.
-    routes: list["ModelRoute"] = field(default_factory=list)
+    # Who is told of a refusal.
     sheds: list[ShedObserver] = field(default_factory=list)
+    # Set at start-up, by admission_state: the routes it admits to, and the
+    # app's handler of HTTP errors, which gives the refusal the shape of the
+    # API it was sent to.
+    routes: list["ModelRoute"] = field(default_factory=list)
     answer_error: HTTPExceptionHandler | None = None
 
     # Requests the HTTP protocol has let through in this turn of the event
@@ -147,12 +148,16 @@ class Admission:
 
     async def turn_away(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 503 with Retry-After, as the app would, and count it."""
-        for observe in self.sheds:
-            observe(scope)
         answer_error = self.answer_error or http_exception_handler
-        answer = answer_error(Request(scope, receive), busy())
+        answer = answer_error(Request(scope, receive), self.refusal(scope))
         response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> HTTPException:
+        """The error of a request turned away, told to those who count them."""
+        for observe in self.sheds:
+            observe(scope)
+        return busy()
 
 
 def model_failure(error: ModelRunError | BatcherStoppedError) -> HTTPException:
@@ -184,8 +189,6 @@ def admission_state(app: FastAPI) -> dict[str, Admission]:
         for route in app.routes
         if isinstance(route, ModelRoute) and route.serves_model()
     ]
-    observers: Observers = app.state.observers
-    admission.sheds = observers.sheds
     admission.answer_error = app.exception_handlers[StarletteHTTPException]
     return {"admission": admission}
 
@@ -213,10 +216,7 @@ class ModelRoute(APIRoute):
             get_caller(request)
             admission: Admission = request.app.state.admission
             if admission.in_flight >= admission.limit:
-                observers: Observers = request.app.state.observers
-                for observe in observers.sheds:
-                    observe(request.scope)
-                raise busy()
+                raise admission.refusal(request.scope)
             admission.in_flight += 1
             try:
                 return await handle(request)

@@ -159,7 +159,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.api_keys = ApiKeys(settings.api_key_pairs(), settings.api_keys_file)
-    app.state.admission = Admission(limit=settings.max_model_requests)
+    app.state.observers = Observers()
+    app.state.admission = Admission(
+        limit=settings.max_model_requests, sheds=app.state.observers.sheds
+    )
     declare_security(app)
     inference_protocol.document_bodies(app)
     app.state.model = None
@@ -167,7 +170,6 @@ def create_app(
     app.state.tracer = (
         None if tracer_provider is None else tracer_provider.get_tracer(__name__)
     )
-    app.state.observers = Observers()
     # Counts the requests in flight, which the batcher weighs.
     app.state.request_log = request_log = RequestLog()
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
