@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -99,28 +98,48 @@ BatcherDep = Annotated[Batcher | None, Depends(get_batcher)]
 CallerDep = Annotated[str | None, Depends(get_caller)]
 
 
+@dataclass(frozen=True)
+class BusyAnswer:
+    """What a full service answers a request for one of its model routes.
+
+    It is made once, at start-up, by the app's own handler of HTTP errors
+    (``admission_state``), so that it is what the app itself would answer: 503
+    with Retry-After, in the shape of the route's API. The HTTP protocol writes
+    it as it is; anything else can call it as an ASGI app.
+    """
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status}
+        await send({**start, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 @dataclass
 class Admission:
     """The requests to the model's routes in flight, and how many may be.
 
     A model route turns a request away itself when the service is full (and
     under any server). uvicorn's httptools protocol, as app/http_protocol.py
-    runs it, asks ``turned_away`` first, before the app is called: there a
-    refusal costs a half to a third of the CPU time it costs through the app
-    (its middleware, its routing, its log line), and at four times the load a
-    worker carries, three requests in four are refused. The protocol finds
-    the admission in the state the app's lifespan yields (``admission_state``).
+    runs it, asks ``turned_away`` first, before the app is called, and writes
+    the answer itself: there a refusal costs a fraction of the CPU time it
+    costs through the app (its middleware, its routing, its log line), and at
+    four times the load a worker carries, three requests in four are refused,
+    each taking its share of the event loop from the requests let in. The
+    protocol finds the admission in the state the app's lifespan yields
+    (``admission_state``).
     """
 
     limit: int
     in_flight: int = 0
     # Who is told of a refusal.
     sheds: list[ShedObserver] = field(default_factory=list)
-    # Set at start-up, by admission_state: the routes it admits to, and the
-    # app's handler of HTTP errors, which gives the refusal the shape of the
-    # API it was sent to.
-    routes: list["ModelRoute"] = field(default_factory=list)
-    answer_error: HTTPExceptionHandler | None = None
+    # Set at start-up, by admission_state: the routes it admits to, each with
+    # the answer it gets when the service is full.
+    answers: list[tuple["ModelRoute", BusyAnswer]] = field(default_factory=list)
 
     # Requests the HTTP protocol has let through in this turn of the event
     # loop: their heads were read together, and their handlers, which count
@@ -130,14 +149,15 @@ class Admission:
     # back to 0 once the loop runs the app.
     arriving: int = 0
 
-    def turned_away(self, scope: Scope) -> ASGIApp | None:
+    def turned_away(self, scope: Scope) -> BusyAnswer | None:
         """The answer of a full service, if it is full and ``scope`` is for one
-        of its routes: what to call instead of the app. None: call the app."""
+        of its routes, told to those who count refusals. None: call the app."""
         if self.in_flight + self.arriving >= self.limit:
-            for route in self.routes:
+            for route, answer in self.answers:
                 if route.matches(scope)[0] is Match.FULL:
                     scope["route"] = route  # for those who count refusals by route
-                    return self.turn_away
+                    self.shed(scope)
+                    return answer
         if not self.arriving:
             asyncio.get_running_loop().call_soon(self._arrived)
         self.arriving += 1
@@ -146,18 +166,10 @@ class Admission:
     def _arrived(self) -> None:
         self.arriving = 0
 
-    async def turn_away(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 503 with Retry-After, as the app would, and count it."""
-        answer_error = self.answer_error or http_exception_handler
-        answer = answer_error(Request(scope, receive), self.refusal(scope))
-        response = await answer if inspect.isawaitable(answer) else answer
-        await response(scope, receive, send)
-
-    def refusal(self, scope: Scope) -> HTTPException:
-        """The error of a request turned away, told to those who count them."""
+    def shed(self, scope: Scope) -> None:
+        """Tell those who count them of a request turned away."""
         for observe in self.sheds:
             observe(scope)
-        return busy()
 
 
 def model_failure(error: ModelRunError | BatcherStoppedError) -> HTTPException:
@@ -180,17 +192,35 @@ def busy() -> HTTPException:
     )
 
 
-def admission_state(app: FastAPI) -> dict[str, Admission]:
+async def admission_state(app: FastAPI) -> dict[str, Admission]:
     """The app's admission, ready for requests: the state its lifespan yields,
     where the HTTP protocol finds it."""
     admission: Admission = app.state.admission
-    admission.routes = [
-        route
+    answer_error = app.exception_handlers[StarletteHTTPException]
+    admission.answers = [
+        (route, await busy_answer(route, answer_error))
         for route in app.routes
         if isinstance(route, ModelRoute) and route.serves_model()
     ]
-    admission.answer_error = app.exception_handlers[StarletteHTTPException]
     return {"admission": admission}
+
+
+async def busy_answer(
+    route: "ModelRoute", answer_error: HTTPExceptionHandler
+) -> BusyAnswer:
+    """What the app's handler of HTTP errors answers a request for ``route``
+    when the service is full."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": route.path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+    }
+    answer = answer_error(Request(scope), busy())
+    response = await answer if inspect.isawaitable(answer) else answer
+    return BusyAnswer(response.status_code, response.raw_headers, bytes(response.body))
 
 
 class ModelRoute(APIRoute):
@@ -216,7 +246,8 @@ class ModelRoute(APIRoute):
             get_caller(request)
             admission: Admission = request.app.state.admission
             if admission.in_flight >= admission.limit:
-                raise admission.refusal(request.scope)
+                admission.shed(request.scope)
+                raise busy()
             admission.in_flight += 1
             try:
                 return await handle(request)

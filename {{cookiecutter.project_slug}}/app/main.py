@@ -123,7 +123,7 @@ def create_app(
         # many small arrays would otherwise set off again and again, each one
         # walking all of it while the event loop waits.
         gc.freeze()
-        yield admission_state(app)  # where the HTTP protocol finds it
+        yield await admission_state(app)  # where the HTTP protocol finds it
         if app.state.batcher is not None:
             # The server has let in-flight requests finish; answer any still queued.
             await app.state.batcher.stop()

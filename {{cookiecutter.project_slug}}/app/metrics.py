@@ -163,10 +163,15 @@ class ShedMetrics:
             ["route"],
             registry=registry,
         )
+        # As in RequestMetrics: a refusal is cheap, and labels() would be a
+        # sixth of what it costs.
+        self._series: dict[str, Counter] = {}
 
     def __call__(self, scope: Scope) -> None:
-        route = scope.get("route")
-        self.shed.labels(str(getattr(route, "path", "unmatched"))).inc()
+        route = str(getattr(scope.get("route"), "path", "unmatched"))
+        if route not in self._series:
+            self._series[route] = self.shed.labels(route)
+        self._series[route].inc()
 
 
 def instrument(app: FastAPI) -> None:

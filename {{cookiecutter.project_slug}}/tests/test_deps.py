@@ -4,9 +4,12 @@ from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
 from app.config import Settings
 from app.deps import BUSY
+from app.http_protocol import LimitedHttpToolsProtocol
 from app.main import create_app
 from tests.conftest import FIRST, MODEL
 
@@ -187,5 +190,90 @@ def test_requests_read_together_are_let_in_only_as_far_as_there_is_room() -> Non
             assert read_together[2] is not None  # not for a third
             await asyncio.sleep(0)  # the loop runs the app: none was counted in
             assert admission.turned_away(scope_of("/predict")) is None
+
+    asyncio.run(scenario())
+
+
+class Transport(asyncio.Transport):
+    """A connection's transport, in memory: what the server writes to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        addresses = {"peername": ("127.0.0.1", 1), "sockname": ("127.0.0.1", 8000)}
+        return addresses.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+PREDICT = json.dumps(FIRST.features).encode()
+REFUSED = (
+    b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(PREDICT), PREDICT)
+)
+
+
+@pytest.mark.parametrize("client_reads", [True, False])
+def test_the_http_protocol_answers_a_full_service_at_once_unless_the_client_lags(
+    client_reads: bool,
+) -> None:
+    """A refusal is written as the request's head is read, in one write, when
+    the client reads its answers; one whose client does not (the connection's
+    buffer is full) waits for it, as the app's answers do. Either way, the
+    connection then waits for the next request, among those that may be ended
+    to make room for new ones."""
+
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=1), MODEL)
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None
+            config = uvicorn.Config(app, log_config=None)
+            config.load()
+            protocol = LimitedHttpToolsProtocol(config, ServerState(), dict(state))
+            transport = Transport()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            state["admission"].in_flight = 1  # full
+            if not client_reads:
+                protocol.pause_writing()
+            protocol.data_received(REFUSED)
+            if not client_reads:
+                await asyncio.sleep(0.05)
+                assert transport.written == b""
+                protocol.resume_writing()
+                await asyncio.sleep(0.05)
+            answer = bytes(transport.written)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert answer.count(b"HTTP/1.1 ") == 1, answer
+            assert b"\r\nretry-after: 1\r\n" in answer, answer
+            assert answer.endswith(b'{"detail":"%s"}' % BUSY.encode()), answer
+            assert not transport.closed
+            assert protocol in LimitedHttpToolsProtocol.waiting
+            protocol.connection_lost(None)
+            state["admission"].in_flight = 0
 
     asyncio.run(scenario())

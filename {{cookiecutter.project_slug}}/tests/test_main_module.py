@@ -589,6 +589,52 @@ def test_a_full_service_turns_requests_away_before_the_app(server: Server) -> No
     assert " 503 " not in logged, logged
 
 
+def post_head(path: str, length: int, version: str = "1.1") -> bytes:
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: test\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "server", [{"max_model_requests": "1", "timeout_body": "30"}], indirect=True
+)
+def test_a_full_service_answers_in_order_and_keeps_the_connection(
+    server: Server,
+) -> None:
+    """Refused by the HTTP protocol, a request is answered in its turn among
+    those pipelined with it, its body is dropped however it comes, and the
+    connection serves the client's next request; unless the client closes it."""
+    _, port, _ = server
+    infer = f"/v2/models/{MODEL.name}/infer"
+    live = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+    last = b"GET /health/live HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    with stalled_upload(port, b"{", len(PREDICT)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                live
+                + post_head("/predict", len(PREDICT))
+                + PREDICT
+                + post_head(infer, len(PREDICT))
+                + PREDICT[:5]  # the rest of this body comes later
+            )
+            time.sleep(0.2)
+            sock.sendall(PREDICT[5:] + last)
+            answers = read_to_end(sock)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post_head("/predict", len(PREDICT), "1.0") + PREDICT)
+            closed_after = read_to_end(sock)  # HTTP/1.0: closed after the answer
+    statuses = re.findall(r"HTTP/1\.1 (\d{3}) ", answers)
+    assert statuses == ["200", "503", "503", "200"], answers
+    parts = answers.split("HTTP/1.1 ")
+    assert parts[2].endswith(json.dumps({"detail": BUSY}, separators=(",", ":")))
+    assert "retry-after: 1\r\n" in parts[2]
+    assert parts[3].endswith(json.dumps({"error": BUSY}, separators=(",", ":")))
+    assert closed_after.startswith("HTTP/1.1 503 "), closed_after
+    assert "connection: close\r\n" in closed_after
+
+
 @pytest.mark.slow
 def test_corrupt_model_stops_service_with_one_clear_line(tmp_path: Path) -> None:
     data = bytearray(model.DEFAULT_MODEL_PATH.read_bytes())
