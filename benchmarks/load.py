@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from toolkit.serve import SETOSA, Running, free_port, http, serving
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "post.lua"
 READY_TIMEOUT = 30.0
+# Seconds between slices: more than a slow model's p99 under load.
+SETTLE_SECONDS = 0.3
 
 
 @dataclass
@@ -124,6 +127,12 @@ def measure_slice(
     server: Server, live: Running, options: argparse.Namespace, seconds: float
 ) -> dict[str, Any]:
     """Load one running server with wrk for ``seconds``; what it and the rest used."""
+    # wrk ends by dropping the requests it has in flight, which the server may
+    # still be answering (a batch of a slow model runs to its end): let them
+    # finish first, so that they neither take the room of this slice's
+    # requests (a service that sheds load would turn those away) nor count
+    # towards its CPU time.
+    time.sleep(SETTLE_SECONDS)
     pid = live.process.pid
     user0, system0 = tree_cpu_seconds(pid)
     busy0, wrk0 = machine_busy_seconds(), children_cpu_seconds()
