@@ -14,9 +14,8 @@ flight: a thread would only add two hand-overs to it. A run for several
 requests goes to a thread even when they are all the service is serving:
 their clients, and others, send their next requests meanwhile, which only
 the event loop reads (measured with 64 clients on 2 cores and a model of
-about 0.14 ms a row: 2,923 requests a second against 2,262 to 2,370 with such
-runs kept in the loop, and at four times that load, requests let in 1,646 a
-second against 921 to 1,153).
+about 0.14 ms a row: 2,775 and 3,089 requests a second against 2,262 to 2,370
+with such runs kept in the loop).
 
 With a tracer (tracing on), each run has a span: see ``Batcher._traced``.
 """
