@@ -44,6 +44,14 @@ def resigned_artifact(old: bytes, new: bytes) -> bytes:
     return artifact.sign(unsigned.replace(old, new))
 
 
+def post_head(path: str, length: int, version: str = "1.1") -> bytes:
+    """The head of a JSON POST of ``length`` bytes, as a client writes it."""
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: test\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 @pytest.fixture
 def settings() -> Settings:
     # Ignore a developer's .env so the tests see the documented defaults.

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.deps import BUSY
 from app.http_protocol import LimitedHttpToolsProtocol
 from app.main import create_app
-from tests.conftest import FIRST, MODEL
+from tests.conftest import FIRST, MODEL, post_head
 
 TIMEOUT = 10  # seconds; only reached when a test is about to fail
 
@@ -39,21 +39,7 @@ async def call(app: Any, path: str, receive: Any) -> tuple[int, dict[str, str]]:
                 key.decode(): value.decode() for key, value in message["headers"]
             }
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST" if path == "/predict" else "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8000),
-    }
-    await app(scope, receive, send)
+    await app(scope_of(path), receive, send)
     return answer["status"], answer["headers"]
 
 
@@ -231,10 +217,7 @@ class Transport(asyncio.Transport):
 
 
 PREDICT = json.dumps(FIRST.features).encode()
-REFUSED = (
-    b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-    b"Content-Length: %d\r\n\r\n%s" % (len(PREDICT), PREDICT)
-)
+REFUSED = post_head("/predict", len(PREDICT)) + PREDICT
 
 
 @pytest.mark.parametrize("client_reads", [True, False])

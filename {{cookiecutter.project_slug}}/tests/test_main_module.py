@@ -30,7 +30,14 @@ from fastapi.testclient import TestClient
 from app import __main__ as entry_point
 from app import model
 from app.deps import BUSY
-from tests.conftest import FEATURE_NAMES, FIRST, MODEL, predicted, resigned_artifact
+from tests.conftest import (
+    FEATURE_NAMES,
+    FIRST,
+    MODEL,
+    post_head,
+    predicted,
+    resigned_artifact,
+)
 
 
 def free_port() -> int:
@@ -401,11 +408,7 @@ PREDICT = json.dumps(FIRST.features).encode()
 BEFORE_THE_HEAD = {
     "alone": (b"", []),
     "after-a-request": (head_of(100), ["200"]),
-    "after-a-body": (
-        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
-        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(PREDICT), PREDICT),
-        ["200"],
-    ),
+    "after-a-body": (post_head("/predict", len(PREDICT)) + PREDICT, ["200"]),
 }
 # Ways to cut the bytes into writes: the server reads each on its own.
 SPLITS: dict[str, Callable[[bytes], list[bytes]]] = {
@@ -485,10 +488,7 @@ def test_request_head_that_never_ends_is_refused_by_h11(server: Server) -> None:
 def start_of_a_body(port: int) -> socket.socket:
     """A connection whose POST /predict has sent its head and one body byte."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(
-        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
-        b"\r\nContent-Length: %d\r\n\r\n{" % len(PREDICT)
-    )
+    sock.sendall(post_head("/predict", len(PREDICT)) + b"{")
     return sock
 
 
@@ -587,13 +587,6 @@ def test_a_full_service_turns_requests_away_before_the_app(server: Server) -> No
     wait_for_line(log, " GET /health/live 200 ")
     logged = log.read_text()
     assert " 503 " not in logged, logged
-
-
-def post_head(path: str, length: int, version: str = "1.1") -> bytes:
-    return (
-        f"POST {path} HTTP/{version}\r\nHost: test\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-    ).encode()
 
 
 @pytest.mark.slow
@@ -728,11 +721,7 @@ def test_stalled_request_is_answered_503_at_the_shutdown_deadline(
 def stalled_upload(port: int, sent: bytes, length: int) -> Iterator[socket.socket]:
     """A connection whose POST /predict is in flight: ``sent`` of ``length`` bytes."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        head = (
-            b"POST /predict HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-        )
-        sock.sendall(head % length + sent)
+        sock.sendall(post_head("/predict", length) + sent)
         # Once the server has answered a later request, it has read this one,
         # which is now in flight, waiting for the rest of its body. With several
         # workers another one may answer, so give this one a moment too.
