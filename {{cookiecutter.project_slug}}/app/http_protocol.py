@@ -239,7 +239,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not cycle.keep_alive:
             head.append(b"connection: close\r\n")
         cycle.response_started = cycle.response_complete = True
-        self.transport.write(b"".join((*head, b"\r\n", answer.body)))
+        # An answer to HEAD has no body (a model route a user declares for it).
+        body = b"" if cycle.scope["method"] == "HEAD" else answer.body
+        self.transport.write(b"".join((*head, b"\r\n", body)))
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()

@@ -8,7 +8,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from app.config import Settings
-from app.deps import BUSY
+from app.deps import BUSY, ModelRoute
 from app.http_protocol import LimitedHttpToolsProtocol
 from app.main import create_app
 from tests.conftest import FIRST, MODEL, post_head
@@ -256,6 +256,43 @@ def test_the_http_protocol_answers_a_full_service_at_once_unless_the_client_lags
             assert answer.endswith(b'{"detail":"%s"}' % BUSY.encode()), answer
             assert not transport.closed
             assert protocol in LimitedHttpToolsProtocol.waiting
+            protocol.connection_lost(None)
+            state["admission"].in_flight = 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_service_answers_head_without_a_body() -> None:
+    """A model route a user declares for HEAD gets the refusal's head alone, so
+    that the client reads the next answer where it begins."""
+
+    async def describe() -> dict[str, str]:
+        return {"model": "described"}
+
+    async def scenario() -> None:
+        app = create_app(Settings(_env_file=None, max_model_requests=1), MODEL)
+        app.router.add_api_route(
+            "/model/summary",
+            describe,
+            methods=["GET", "HEAD"],
+            route_class_override=ModelRoute,
+        )
+        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+            assert state is not None
+            config = uvicorn.Config(app, log_config=None)
+            config.load()
+            protocol = LimitedHttpToolsProtocol(config, ServerState(), dict(state))
+            transport = Transport()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            state["admission"].in_flight = 1  # full
+            head = b"HEAD /model/summary HTTP/1.1\r\nhost: test\r\n\r\n"
+            protocol.data_received(head + REFUSED)
+            first, _, second = bytes(transport.written).partition(b"\r\n\r\n")
+            assert first.startswith(b"HTTP/1.1 503 "), first
+            assert b"\r\ncontent-length: " in first, first  # as GET would have
+            assert second.startswith(b"HTTP/1.1 503 "), second
+            assert second.endswith(b'{"detail":"%s"}' % BUSY.encode()), second
             protocol.connection_lost(None)
             state["admission"].in_flight = 0
 
