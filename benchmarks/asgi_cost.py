@@ -10,6 +10,14 @@ it. Run it with the Python of an installed render, from the repository root::
 of an earlier commit) with the same Python, to compare two forms of the code.
 It configures logging as ``python -m app`` does, writing to a temporary file.
 
+``--layers`` measures what each of the service's own layers adds to a
+``/predict``: the app as rendered, then without each layer in turn, in one
+process, in short spells of thread CPU time taken in turn, as ``--paired`` does
+(the layer's cost is the difference). The dependencies of the route cannot be
+taken out from outside; the rest can::
+
+    ../iris-classifier/.venv/bin/python -m benchmarks.asgi_cost --layers
+
 ``--paired`` measures ``/predict`` and the protocol's infer ("v2") in one app,
 in turn, in short spells of thread CPU time, and prints their ratio: on a
 machine shared with other work, the two then see the same conditions, and the
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging.config
 import math
@@ -75,17 +84,52 @@ SCOPE: dict[str, Any] = {
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-def build(name: str) -> tuple[App, Any]:
+# The service's own layers that --layers takes out, one at a time: what each
+# does to the app (named by what it is without).
+LAYERS: dict[str, Callable[[Any], None]] = {
+    "as rendered": lambda app: None,
+    "without the request context (id, log line, observers)": lambda app: _drop(
+        app, "RequestContextMiddleware"
+    ),
+    "without the observers (metrics)": lambda app: [
+        observers.clear()
+        for observers in (
+            app.state.observers.requests,
+            app.state.observers.batches,
+            app.state.observers.predictions,
+        )
+    ],
+    "without its body size limit": lambda app: _drop(app, "BodySizeLimitMiddleware"),
+    "without the batcher (APP_MAX_ROWS_PER_RUN=1)": lambda app: None,
+}
+
+
+def _drop(app: Any, middleware: str) -> None:
+    app.user_middleware = [
+        m for m in app.user_middleware if m.cls.__name__ != middleware
+    ]
+
+
+@functools.cache
+def _log_to_a_file() -> None:
+    """Configure logging as the service does, once, writing to a temporary file."""
+    from app.config import Settings
+    from app.logs import logging_config
+
+    settings = Settings(_env_file=None)
+    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
+    sys.stderr = log  # the service logs each request to stderr
+    logging.config.dictConfig(logging_config(settings))
+
+
+def build(name: str, **settings_values: Any) -> tuple[App, Any]:
     """The app and its lifespan context, ``None`` for the raw app."""
     if name in ("service", "v2"):
         from app.config import Settings
-        from app.logs import logging_config
         from app.main import create_app
 
-        settings = Settings(_env_file=None)
-        log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)  # noqa: SIM115
-        sys.stderr = log  # the service logs each request to stderr
-        logging.config.dictConfig(logging_config(settings))
+        settings = Settings(_env_file=None, **settings_values)
+        _log_to_a_file()
         service = create_app(settings)
         return service, service.router.lifespan_context(service)
     if name == "bare":
@@ -159,6 +203,29 @@ async def paired(spells: int, requests: int) -> dict[str, float]:
     return best
 
 
+async def layers(spells: int, requests: int) -> dict[str, float]:
+    """Thread CPU seconds per /predict of the service as rendered and without
+    each of its layers in turn, in one process, the best of ``spells`` spells
+    each, taken in turn."""
+    best: dict[str, float] = {}
+    apps: dict[str, App] = {}
+    async with AsyncExitStack() as stack:
+        for name, take_out in LAYERS.items():
+            batching = {"max_rows_per_run": 1} if "batcher" in name else {}
+            app, lifespan = build("service", **batching)
+            take_out(app)
+            await stack.enter_async_context(lifespan)
+            await cost(app, requests)  # warm up
+            apps[name], best[name] = app, math.inf
+        for _ in range(spells):
+            for name, app in apps.items():
+                started = time.thread_time()
+                await cost(app, requests)
+                spent = (time.thread_time() - started) / requests
+                best[name] = min(best[name], spent)
+    return best
+
+
 async def measure(name: str, requests: int, repeats: int, count: bool) -> float:
     app, lifespan = build(name)
     async with AsyncExitStack() as stack:
@@ -192,11 +259,28 @@ def main() -> None:
         action="store_true",
         help="/predict and v2 in one app, in turn, in thread CPU time",
     )
-    parser.add_argument("--spells", type=int, default=40, help="with --paired")
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="/predict as rendered and without each of the service's layers",
+    )
+    parser.add_argument(
+        "--spells", type=int, default=40, help="with --paired or --layers"
+    )
     options = parser.parse_args()
     if options.project:
         sys.path.insert(0, str(options.project.resolve()))
     stdout = sys.stdout
+    if options.layers:
+        best = asyncio.run(layers(options.spells, 200))
+        rendered = best["as rendered"]
+        for name, seconds in best.items():
+            print(
+                f"{name:<55} {seconds * 1e6:6.1f} us of CPU/request,"
+                f" {(rendered - seconds) * 1e6:+6.1f} us for the layer",
+                file=stdout,
+            )
+        return
     if options.paired:
         best = asyncio.run(paired(options.spells, 200))
         for name, seconds in best.items():
