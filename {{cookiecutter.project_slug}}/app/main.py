@@ -89,11 +89,11 @@ def create_app(
     """
     settings = settings or Settings()
     # A provider made here is shut down with the app; one given is the caller's.
-    own_provider = settings.tracing and tracer_provider is None
+    own_provider: TracerProvider | None = None
     if not settings.tracing:
         tracer_provider = None
     elif tracer_provider is None:
-        tracer_provider = tracing.otlp_provider()
+        tracer_provider = own_provider = tracing.otlp_provider()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Admission]]:
@@ -129,8 +129,8 @@ def create_app(
             await app.state.batcher.stop()
             app.state.batcher = None
         app.state.model = None
-        if own_provider and tracer_provider is not None:
-            tracer_provider.shutdown()  # exports the spans still queued
+        if own_provider is not None:
+            own_provider.shutdown()  # exports the spans still queued
 
     title, description, version = _package_metadata()
     # Swagger UI and ReDoc are served from the package, not a CDN, so the docs

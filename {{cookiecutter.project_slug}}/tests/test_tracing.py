@@ -407,3 +407,28 @@ def test_tracing_without_the_sdk_installed_is_refused(
     assert describe_errors(caught.value) == [
         f"ERROR: 'true' is not a valid APP_TRACING: {tracing.INSTALL_HINT}"
     ]
+
+
+class RecordedProvider(TracerProvider):
+    """A tracer provider that records whether it was shut down."""
+
+    shut_down = False
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+        super().shutdown()
+
+
+def test_the_app_shuts_down_the_provider_it_made_and_not_one_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = RecordedProvider()
+    monkeypatch.setattr(tracing, "otlp_provider", lambda: made)
+    with TestClient(create_app(TRACING, MODEL)) as client:
+        assert client.post("/predict", json=FIRST.features).status_code == 200
+    assert made.shut_down  # its queued spans are exported as the app stops
+
+    given = RecordedProvider()
+    with TestClient(create_app(TRACING, MODEL, tracer_provider=given)) as client:
+        assert client.post("/predict", json=FIRST.features).status_code == 200
+    assert not given.shut_down  # the caller's, to shut down when it is done
