@@ -186,44 +186,43 @@ async def calls(app: App, requests: int, v2: bool = False) -> float:
     return count / requests
 
 
-async def paired(spells: int, requests: int) -> dict[str, float]:
-    """Thread CPU seconds per request of /predict and of v2, in one app, the
-    best of ``spells`` spells each, taken in turn."""
-    app, lifespan = build("service")
-    best = {"service": math.inf, "v2": math.inf}
-    async with lifespan:
-        for name in best:
-            await cost(app, requests, name == "v2")  # warm up
-        for _ in range(spells):
-            for name in best:
-                started = time.thread_time()
-                await cost(app, requests, name == "v2")
-                spent = (time.thread_time() - started) / requests
-                best[name] = min(best[name], spent)
+async def in_turn(
+    calls: dict[str, tuple[App, bool]], spells: int, requests: int
+) -> dict[str, float]:
+    """Thread CPU seconds per request of each named (app, v2) pair, the best
+    of ``spells`` spells each, the pairs taken in turn."""
+    for app, v2 in calls.values():
+        await cost(app, requests, v2)  # warm up
+    best = dict.fromkeys(calls, math.inf)
+    for _ in range(spells):
+        for name, (app, v2) in calls.items():
+            started = time.thread_time()
+            await cost(app, requests, v2)
+            spent = (time.thread_time() - started) / requests
+            best[name] = min(best[name], spent)
     return best
 
 
+async def paired(spells: int, requests: int) -> dict[str, float]:
+    """/predict and v2, in one app (``in_turn``)."""
+    app, lifespan = build("service")
+    async with lifespan:
+        calls = {"service": (app, False), "v2": (app, True)}
+        return await in_turn(calls, spells, requests)
+
+
 async def layers(spells: int, requests: int) -> dict[str, float]:
-    """Thread CPU seconds per /predict of the service as rendered and without
-    each of its layers in turn, in one process, the best of ``spells`` spells
-    each, taken in turn."""
-    best: dict[str, float] = {}
-    apps: dict[str, App] = {}
+    """/predict of the service as rendered and without each of its layers in
+    turn, in one process (``in_turn``)."""
+    calls: dict[str, tuple[App, bool]] = {}
     async with AsyncExitStack() as stack:
         for name, take_out in LAYERS.items():
             batching = {"max_rows_per_run": 1} if "batcher" in name else {}
             app, lifespan = build("service", **batching)
             take_out(app)
             await stack.enter_async_context(lifespan)
-            await cost(app, requests)  # warm up
-            apps[name], best[name] = app, math.inf
-        for _ in range(spells):
-            for name, app in apps.items():
-                started = time.thread_time()
-                await cost(app, requests)
-                spent = (time.thread_time() - started) / requests
-                best[name] = min(best[name], spent)
-    return best
+            calls[name] = (app, False)
+        return await in_turn(calls, spells, requests)
 
 
 async def measure(name: str, requests: int, repeats: int, count: bool) -> float:

@@ -1,10 +1,13 @@
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.server import ServerState
 
 from app.config import Settings
@@ -216,6 +219,26 @@ class Transport(asyncio.Transport):
         pass
 
 
+@asynccontextmanager
+async def connected_while_full(
+    app: FastAPI,
+) -> AsyncIterator[tuple[LimitedHttpToolsProtocol, Transport]]:
+    """A connection of the HTTP protocol to ``app`` (whose limit is 1), in
+    memory, while one request holds the only place."""
+    async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
+        assert state is not None
+        config = uvicorn.Config(app, log_config=None)
+        config.load()
+        protocol = LimitedHttpToolsProtocol(config, ServerState(), dict(state))
+        transport = Transport()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        state["admission"].in_flight = 1  # full
+        yield protocol, transport
+        protocol.connection_lost(None)
+        state["admission"].in_flight = 0
+
+
 PREDICT = json.dumps(FIRST.features).encode()
 REFUSED = post_head("/predict", len(PREDICT)) + PREDICT
 
@@ -232,15 +255,7 @@ def test_the_http_protocol_answers_a_full_service_at_once_unless_the_client_lags
 
     async def scenario() -> None:
         app = create_app(Settings(_env_file=None, max_model_requests=1), MODEL)
-        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
-            assert state is not None
-            config = uvicorn.Config(app, log_config=None)
-            config.load()
-            protocol = LimitedHttpToolsProtocol(config, ServerState(), dict(state))
-            transport = Transport()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-            state["admission"].in_flight = 1  # full
+        async with connected_while_full(app) as (protocol, transport):
             if not client_reads:
                 protocol.pause_writing()
             protocol.data_received(REFUSED)
@@ -256,8 +271,6 @@ def test_the_http_protocol_answers_a_full_service_at_once_unless_the_client_lags
             assert answer.endswith(b'{"detail":"%s"}' % BUSY.encode()), answer
             assert not transport.closed
             assert protocol in LimitedHttpToolsProtocol.waiting
-            protocol.connection_lost(None)
-            state["admission"].in_flight = 0
 
     asyncio.run(scenario())
 
@@ -277,15 +290,7 @@ def test_a_full_service_answers_head_without_a_body() -> None:
             methods=["GET", "HEAD"],
             route_class_override=ModelRoute,
         )
-        async with asyncio.timeout(TIMEOUT), app.router.lifespan_context(app) as state:
-            assert state is not None
-            config = uvicorn.Config(app, log_config=None)
-            config.load()
-            protocol = LimitedHttpToolsProtocol(config, ServerState(), dict(state))
-            transport = Transport()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-            state["admission"].in_flight = 1  # full
+        async with connected_while_full(app) as (protocol, transport):
             head = b"HEAD /model/summary HTTP/1.1\r\nhost: test\r\n\r\n"
             protocol.data_received(head + REFUSED)
             first, _, second = bytes(transport.written).partition(b"\r\n\r\n")
@@ -293,7 +298,5 @@ def test_a_full_service_answers_head_without_a_body() -> None:
             assert b"\r\ncontent-length: " in first, first  # as GET would have
             assert second.startswith(b"HTTP/1.1 503 "), second
             assert second.endswith(b'{"detail":"%s"}' % BUSY.encode()), second
-            protocol.connection_lost(None)
-            state["admission"].in_flight = 0
 
     asyncio.run(scenario())
