@@ -8,6 +8,7 @@ several worker processes each reports its own counts; run one worker per
 container and scale with replicas, or see prometheus_client's multiprocess mode.
 """
 
+import functools
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Response
@@ -89,8 +90,8 @@ class RequestMetrics:
             registry=registry,
         )
         # labels() locks and checks its arguments on every call; the few
-        # series of a service are looked up once and kept here instead.
-        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        # series of a service are looked up once and kept instead.
+        self._series_of = functools.cache(self._series)
 
     def __call__(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
@@ -112,16 +113,13 @@ class RequestMetrics:
                 return str(getattr(route, "path", "unmatched"))
         return "unmatched"
 
-    def _series_of(
+    def _series(
         self, method: str, route: str, status: int
     ) -> tuple[Histogram, Counter]:
-        key = (method, route, status)
-        if key not in self._series:
-            self._series[key] = (
-                self.latency.labels(method, route),
-                self.requests.labels(method, route, str(status)),
-            )
-        return self._series[key]
+        return (
+            self.latency.labels(method, route),
+            self.requests.labels(method, route, str(status)),
+        )
 
 
 class InFlightMetrics:
@@ -163,15 +161,13 @@ class ShedMetrics:
             ["route"],
             registry=registry,
         )
-        # As in RequestMetrics. A refusal is cheap: labels() would add a
-        # ninth to its CPU time (36 to 37 us against 32 to 33, measured).
-        self._series: dict[str, Counter] = {}
+        # Looked up once, as in RequestMetrics. A refusal is cheap: labels()
+        # would add a ninth to its CPU time (36 to 37 us against 32 to 33,
+        # measured).
+        self._series_of = functools.cache(self.shed.labels)
 
     def __call__(self, scope: Scope) -> None:
-        route = str(getattr(scope.get("route"), "path", "unmatched"))
-        if route not in self._series:
-            self._series[route] = self.shed.labels(route)
-        self._series[route].inc()
+        self._series_of(str(getattr(scope.get("route"), "path", "unmatched"))).inc()
 
 
 def instrument(app: FastAPI) -> None:
