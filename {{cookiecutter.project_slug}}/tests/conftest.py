@@ -1,3 +1,4 @@
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.main import create_app
 MODEL = model.load()
 FEATURE_NAMES = MODEL.feature_names
 FIRST, LAST = MODEL.examples[0], MODEL.examples[-1]
+# The body of a POST /predict of the first example, as a client writes it.
+PREDICT = json.dumps(FIRST.features).encode()
 
 
 def approximately(value: Any) -> Any:

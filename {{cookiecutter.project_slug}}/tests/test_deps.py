@@ -14,7 +14,7 @@ from app.config import Settings
 from app.deps import BUSY, ModelRoute
 from app.http_protocol import LimitedHttpToolsProtocol
 from app.main import create_app
-from tests.conftest import FIRST, MODEL, post_head
+from tests.conftest import FIRST, MODEL, PREDICT, post_head
 
 TIMEOUT = 10  # seconds; only reached when a test is about to fail
 
@@ -27,8 +27,7 @@ class Stalled:
 
     async def receive(self) -> dict[str, Any]:
         await self.release.wait()
-        body = json.dumps(FIRST.features).encode()
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": PREDICT, "more_body": False}
 
 
 async def call(app: Any, path: str, receive: Any) -> tuple[int, dict[str, str]]:
@@ -239,7 +238,6 @@ async def connected_while_full(
         state["admission"].in_flight = 0
 
 
-PREDICT = json.dumps(FIRST.features).encode()
 REFUSED = post_head("/predict", len(PREDICT)) + PREDICT
 
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     FEATURE_NAMES,
     FIRST,
     MODEL,
+    PREDICT,
     post_head,
     predicted,
     resigned_artifact,
@@ -403,7 +404,6 @@ def head_of(size: int) -> bytes:
     return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
 
 
-PREDICT = json.dumps(FIRST.features).encode()
 # What comes before a head in the same write, and the answers it gets.
 BEFORE_THE_HEAD = {
     "alone": (b"", []),
@@ -688,12 +688,11 @@ def test_invalid_settings_stop_service_with_one_line_each(tmp_path: Path) -> Non
 )
 def test_sigterm_lets_in_flight_request_finish_then_exits_0(server: Server) -> None:
     process, port, log = server
-    body = json.dumps(FIRST.features).encode()
-    with stalled_upload(port, body[:10], len(body)) as sock:
+    with stalled_upload(port, PREDICT[:10], len(PREDICT)) as sock:
         process.send_signal(signal.SIGTERM)
         wait_for_line(log, "Waiting for connections to close")
         assert process.poll() is None, "exited with a request in flight"
-        sock.sendall(body[10:])
+        sock.sendall(PREDICT[10:])
         response = read_to_end(sock)
     assert response.startswith("HTTP/1.1 200 OK"), response
     assert json.loads(response.split("\r\n\r\n", 1)[1]) == predicted(FIRST.features)
