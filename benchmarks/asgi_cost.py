@@ -84,30 +84,37 @@ SCOPE: dict[str, Any] = {
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-# The service's own layers that --layers takes out, one at a time: what each
-# does to the app (named by what it is without).
-LAYERS: dict[str, Callable[[Any], None]] = {
-    "as rendered": lambda app: None,
-    "without the request context (id, log line, observers)": lambda app: _drop(
-        app, "RequestContextMiddleware"
-    ),
-    "without the observers (metrics)": lambda app: [
-        observers.clear()
-        for observers in (
-            app.state.observers.requests,
-            app.state.observers.batches,
-            app.state.observers.predictions,
-        )
-    ],
-    "without its body size limit": lambda app: _drop(app, "BodySizeLimitMiddleware"),
-    "without the batcher (APP_MAX_ROWS_PER_RUN=1)": lambda app: None,
-}
-
-
 def _drop(app: Any, middleware: str) -> None:
     app.user_middleware = [
         m for m in app.user_middleware if m.cls.__name__ != middleware
     ]
+
+
+def _clear_observers(app: Any) -> None:
+    observers = app.state.observers
+    for each in (observers.requests, observers.batches, observers.predictions):
+        each.clear()
+
+
+# The service's own layers that --layers takes out, one at a time (named by
+# what the app is without): the settings the app is built with, and what is
+# then done to it.
+LAYERS: dict[str, tuple[dict[str, Any], Callable[[Any], None]]] = {
+    "as rendered": ({}, lambda app: None),
+    "without the request context (id, log line, observers)": (
+        {},
+        lambda app: _drop(app, "RequestContextMiddleware"),
+    ),
+    "without the observers (metrics)": ({}, _clear_observers),
+    "without its body size limit": (
+        {},
+        lambda app: _drop(app, "BodySizeLimitMiddleware"),
+    ),
+    "without the batcher (APP_MAX_ROWS_PER_RUN=1)": (
+        {"max_rows_per_run": 1},
+        lambda app: None,
+    ),
+}
 
 
 @functools.cache
@@ -216,9 +223,8 @@ async def layers(spells: int, requests: int) -> dict[str, float]:
     turn, in one process (``in_turn``)."""
     calls: dict[str, tuple[App, bool]] = {}
     async with AsyncExitStack() as stack:
-        for name, take_out in LAYERS.items():
-            batching = {"max_rows_per_run": 1} if "batcher" in name else {}
-            app, lifespan = build("service", **batching)
+        for name, (settings_values, take_out) in LAYERS.items():
+            app, lifespan = build("service", **settings_values)
             take_out(app)
             await stack.enter_async_context(lifespan)
             calls[name] = (app, False)

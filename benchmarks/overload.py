@@ -239,23 +239,29 @@ def measure(
         options = argparse.Namespace(threads=1, connections=held)
         wrk(url, options, 3, None)  # warm up
         pid = server.process.pid
-        for number in range(1, rounds + 1):
-            # No probe here: a request beside those held would be one too many.
+
+        def measured(
+            number: int, load: str, rate: float | None, count: int, probe: bool
+        ) -> dict[str, Any]:
             time.sleep(SETTLE_SECONDS)
             start, cpu = log.stat().st_size, cpu_meter(pid)
-            figures = paced_wrk(url, None, held, seconds)
-            by_status = durations(log, start)
-            rows.append(row(number, "capacity", figures, by_status, cpu(), {}))
-            rate = capacity or figures["rps"]
+            beside = Probe(server.port) if probe else None
+            if beside is not None:
+                beside.start()
+            figures = paced_wrk(url, rate, count, seconds)
+            by_status, used = durations(log, start), cpu()
+            probed = beside.stop() if beside is not None else {}
+            return row(number, load, figures, by_status, used, probed)
+
+        for number in range(1, rounds + 1):
+            # No probe here: a request beside those held would be one too many.
+            rows.append(measured(number, "capacity", None, held, probe=False))
+            rate = capacity or rows[-1]["rps"]
             for multiple in multiples:
-                time.sleep(SETTLE_SECONDS)
-                start, cpu = log.stat().st_size, cpu_meter(pid)
-                probe = Probe(server.port)
-                probe.start()
-                figures = paced_wrk(url, multiple * rate, connections, seconds)
                 load = f"{multiple:g}x, {multiple * rate:,.0f}/s"
-                by_status = durations(log, start)
-                rows.append(row(number, load, figures, by_status, cpu(), probe.stop()))
+                rows.append(
+                    measured(number, load, multiple * rate, connections, probe=True)
+                )
     return rows
 
 
